@@ -1,0 +1,361 @@
+// The device: a disk image (the durable media) behind a volatile write cache. The cache is a log
+// of 4 KiB lines in completion order, with a hash index from line to its newest entry; a flush
+// destages the log up to the position it was issued at, so it covers exactly the writes that had
+// completed by then. Reads overlay the newest cached version of each sector on the image.
+// see: Documentation/block/writeback_cache_control.rst for what FLUSH and FUA promise.
+import {
+  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DEVICE_LOCK, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
+  CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES, CTRL_STAT_FLUSHES,
+  CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
+  EINVAL, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
+  SECTOR_BYTES, SECTOR_SHIFT, SECTORS_PER_LINE,
+} from "./layout";
+import {
+  cacheDataBase, cacheHeaderBase, cacheIndexBase, cacheIndexSlots, cacheSlots, ctrlAddr, features,
+  imageBase, sectorCount,
+} from "./state";
+import { iterCopyIn, iterCopyOut, iterFault, iterSkip, iterStart } from "./iter";
+
+// ---- lock -------------------------------------------------------------------------------------
+
+/** Takes the device lock: every thread's core instance mutates the cache only while holding it. */
+function lockDevice(): void {
+  // Acquire: the cmpxchg orders this thread's later loads after the previous holder's stores.
+  while (atomic.cmpxchg<u32>(ctrlAddr(CTRL_DEVICE_LOCK), 0, 1) != 0) {
+    // A browser page's main thread may not block, so the wait is a spin; holders are short.
+  }
+}
+function unlockDevice(): void {
+  // Release: publishes every cache store made under the lock to the next holder.
+  atomic.store<u32>(ctrlAddr(CTRL_DEVICE_LOCK), 0);
+}
+
+@inline function statAdd(field: u32, value: u64): void {
+  // Counters are read by any thread without the lock; an atomic add keeps them whole.
+  atomic.add<u64>(ctrlAddr(field), value);
+}
+@inline function statSub(field: u32, value: u64): void {
+  atomic.sub<u64>(ctrlAddr(field), value);
+}
+
+/** A fresh id for one write request: the unit a non-torn power cut keeps or loses. */
+function nextWriteId(): u32 {
+  // Relaxed would do: ids only need to be unique, and the add is atomic across threads.
+  return atomic.add<u32>(ctrlAddr(CTRL_NEXT_WRITE_ID), 1) + 1;
+}
+
+// ---- the log ----------------------------------------------------------------------------------
+
+@inline function cacheHead(): u32 { return load<u32>(ctrlAddr(CTRL_CACHE_HEAD)); }
+@inline function cacheTail(): u32 { return load<u32>(ctrlAddr(CTRL_CACHE_TAIL)); }
+@inline function entryAddr(pos: u32): usize {
+  return <usize>(cacheHeaderBase + (pos & (cacheSlots - 1)) * ENTRY_SIZE);
+}
+@inline function entryData(pos: u32): usize {
+  return <usize>(cacheDataBase + ((pos & (cacheSlots - 1)) << LINE_SHIFT));
+}
+@inline function sectorAddr(sector: u32): usize {
+  return <usize>imageBase + (<usize>sector << SECTOR_SHIFT);
+}
+/** True while `pos` names an entry still in the log (not destaged, not lost in a crash). */
+@inline function entryLive(pos: u32): bool {
+  return <i32>(pos - cacheTail()) >= 0 && <i32>(cacheHead() - pos) > 0;
+}
+@inline function hasCache(): bool {
+  return (features & FEATURE_WRITE_CACHE) != 0;
+}
+
+// ---- the index: open addressing with linear probing, deletion by backward shift ---------------
+
+@inline function indexMask(): u32 { return cacheIndexSlots - 1; }
+@inline function indexHome(line: u32): u32 {
+  return (line * 0x9e3779b1) >>> (32 - <u32>ctz(cacheIndexSlots)) & indexMask();
+}
+@inline function indexSlotAddr(slot: u32): usize {
+  return <usize>(cacheIndexBase + slot * INDEX_SIZE);
+}
+
+/** The slot holding `line`, or the empty slot where it would go. */
+function indexProbe(line: u32): u32 {
+  let slot = indexHome(line);
+  // The table has at least twice as many slots as the log has entries, so an empty slot exists.
+  for (let probes: u32 = 0; probes < cacheIndexSlots; probes++) {
+    const key = load<u32>(indexSlotAddr(slot) + INDEX_LINE);
+    if (key == line || key == INDEX_EMPTY) return slot;
+    slot = (slot + 1) & indexMask();
+  }
+  unreachable();
+  return 0;
+}
+
+/** The newest log position for `line`, or INDEX_EMPTY when the line has no cached entry. */
+function indexGet(line: u32): u32 {
+  const slot = indexProbe(line);
+  if (load<u32>(indexSlotAddr(slot) + INDEX_LINE) == INDEX_EMPTY) return INDEX_EMPTY;
+  return load<u32>(indexSlotAddr(slot) + INDEX_POS);
+}
+
+function indexDelete(slot: u32): void {
+  let hole = slot;
+  let next = slot;
+  for (let moved: u32 = 0; moved < cacheIndexSlots; moved++) {
+    next = (next + 1) & indexMask();
+    const key = load<u32>(indexSlotAddr(next) + INDEX_LINE);
+    if (key == INDEX_EMPTY) break;
+    const home = indexHome(key);
+    // The entry at `next` may fill the hole only if its home is not cyclically in (hole, next].
+    const stays = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next);
+    if (stays) continue;
+    store<u32>(indexSlotAddr(hole) + INDEX_LINE, key);
+    store<u32>(indexSlotAddr(hole) + INDEX_POS, load<u32>(indexSlotAddr(next) + INDEX_POS));
+    hole = next;
+  }
+  store<u32>(indexSlotAddr(hole) + INDEX_LINE, INDEX_EMPTY);
+}
+
+function indexClear(): void {
+  memory.fill(<usize>cacheIndexBase, 0xff, <usize>cacheIndexSlots * INDEX_SIZE);
+}
+
+// ---- destaging --------------------------------------------------------------------------------
+
+/** Copies the sectors of `mask` from a line-sized buffer at `src` to the image. */
+function copyMaskToImage(line: u32, mask: u32, src: usize): void {
+  const firstSector = line * SECTORS_PER_LINE;
+  let bits = mask;
+  while (bits != 0) {
+    const start = <u32>ctz(bits);
+    const run = <u32>ctz(~(bits >>> start));
+    memory.copy(sectorAddr(firstSector + start), src + (<usize>start << SECTOR_SHIFT), run << SECTOR_SHIFT);
+    bits &= ~(((1 << run) - 1) << start);
+  }
+}
+
+/** Makes the oldest log entry durable: its sectors go to the image, and it leaves the log. */
+function destageOldest(): void {
+  const pos = cacheTail();
+  const header = entryAddr(pos);
+  const line = load<u32>(header + ENTRY_LINE);
+  const mask = load<u32>(header + ENTRY_MASK);
+  if (mask != 0) {
+    copyMaskToImage(line, mask, entryData(pos));
+    const bytes = <u64>popcnt(mask) << SECTOR_SHIFT;
+    statSub(CTRL_STAT_DIRTY_BYTES, bytes);
+    statAdd(CTRL_STAT_DESTAGED_BYTES, bytes);
+  }
+  const slot = indexProbe(line);
+  if (load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line && load<u32>(indexSlotAddr(slot) + INDEX_POS) == pos) {
+    indexDelete(slot);
+  }
+  store<u32>(ctrlAddr(CTRL_CACHE_TAIL), pos + 1);
+}
+
+/** Appends one line's part of a write to the log, destaging the oldest entry when full. */
+function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void {
+  if (cacheHead() - cacheTail() == cacheSlots) destageOldest();
+  const pos = cacheHead();
+  const header = entryAddr(pos);
+  const mask = ((1 << count) - 1) << firstInLine;
+  const slot = indexProbe(line);
+  const older = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line
+    ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
+  store<u32>(header + ENTRY_LINE, line);
+  store<u32>(header + ENTRY_WRITE_ID, writeId);
+  store<u32>(header + ENTRY_PREV, older);
+  store<u32>(header + ENTRY_MASK, mask);
+  iterCopyOut(entryData(pos) + (<usize>firstInLine << SECTOR_SHIFT), count << SECTOR_SHIFT);
+  store<u32>(indexSlotAddr(slot) + INDEX_LINE, line);
+  store<u32>(indexSlotAddr(slot) + INDEX_POS, pos);
+  store<u32>(ctrlAddr(CTRL_CACHE_HEAD), pos + 1);
+  statAdd(CTRL_STAT_DIRTY_BYTES, <u64>count << SECTOR_SHIFT);
+}
+
+/** Clears the sectors of `mask` from every cached version of `line` (a newer durable copy wins). */
+function forgetCachedSectors(line: u32, mask: u32): void {
+  let pos = indexGet(line);
+  while (pos != INDEX_EMPTY && entryLive(pos)) {
+    const header = entryAddr(pos);
+    const held = load<u32>(header + ENTRY_MASK);
+    const cleared = held & mask;
+    if (cleared != 0) {
+      store<u32>(header + ENTRY_MASK, held & ~mask);
+      statSub(CTRL_STAT_DIRTY_BYTES, <u64>popcnt(cleared) << SECTOR_SHIFT);
+    }
+    pos = load<u32>(header + ENTRY_PREV);
+  }
+}
+
+/** Where sector `sector` of `line` currently lives: the newest cached version or the image. */
+function sectorSource(line: u32, newest: u32, inLine: u32): usize {
+  let pos = newest;
+  while (pos != INDEX_EMPTY && entryLive(pos)) {
+    const header = entryAddr(pos);
+    if ((load<u32>(header + ENTRY_MASK) & (1 << inLine)) != 0) {
+      return entryData(pos) + (<usize>inLine << SECTOR_SHIFT);
+    }
+    pos = load<u32>(header + ENTRY_PREV);
+  }
+  return sectorAddr(line * SECTORS_PER_LINE + inLine);
+}
+
+// ---- requests ---------------------------------------------------------------------------------
+
+@inline function rangeValid(sector: u32, sectors: u32): bool {
+  return sectors != 0 && <u64>sector + <u64>sectors <= <u64>sectorCount;
+}
+
+/**
+ * Completes one write request at the device: `sectors` sectors at `sector`, data from the bvec
+ * cursor (index, done). Lands in the cache, or on the media when `fua` or without a cache.
+ * Returns 0 or -errno.
+ */
+export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fua: bool): i32 {
+  if (!rangeValid(sector, sectors)) return -EIO;
+  iterStart(index, done);
+  lockDevice();
+  if (!hasCache() || fua) {
+    if (hasCache()) {
+      let s = sector;
+      const end = sector + sectors;
+      while (s < end) {
+        const line = s / SECTORS_PER_LINE;
+        const inLine = s % SECTORS_PER_LINE;
+        let count = SECTORS_PER_LINE - inLine;
+        if (count > end - s) count = end - s;
+        forgetCachedSectors(line, ((1 << count) - 1) << inLine);
+        s += count;
+      }
+      statAdd(CTRL_STAT_FUA_WRITES, 1);
+    }
+    iterCopyOut(sectorAddr(sector), sectors << SECTOR_SHIFT);
+  } else {
+    const writeId = nextWriteId();
+    let s = sector;
+    const end = sector + sectors;
+    while (s < end && !iterFault) {
+      const inLine = s % SECTORS_PER_LINE;
+      let count = SECTORS_PER_LINE - inLine;
+      if (count > end - s) count = end - s;
+      appendLine(s / SECTORS_PER_LINE, inLine, count, writeId);
+      s += count;
+    }
+  }
+  unlockDevice();
+  if (iterFault) return -EIO;
+  statAdd(CTRL_STAT_BYTES_WRITTEN, <u64>sectors << SECTOR_SHIFT);
+  return 0;
+}
+
+/** Completes one read request: the newest version of each sector goes to the bvec cursor. */
+export function deviceRead(sector: u32, sectors: u32, index: u32, done: u32): i32 {
+  if (!rangeValid(sector, sectors)) return -EIO;
+  iterStart(index, done);
+  lockDevice();
+  if (!hasCache() || cacheHead() == cacheTail()) {
+    iterCopyIn(sectorAddr(sector), sectors << SECTOR_SHIFT);
+  } else {
+    let s = sector;
+    const end = sector + sectors;
+    while (s < end && !iterFault) {
+      const line = s / SECTORS_PER_LINE;
+      const inLine = s % SECTORS_PER_LINE;
+      let count = SECTORS_PER_LINE - inLine;
+      if (count > end - s) count = end - s;
+      const newest = indexGet(line);
+      const wanted = ((1 << count) - 1) << inLine;
+      if (newest == INDEX_EMPTY) {
+        iterCopyIn(sectorAddr(s), count << SECTOR_SHIFT);
+      } else if ((load<u32>(entryAddr(newest) + ENTRY_MASK) & wanted) == wanted) {
+        iterCopyIn(entryData(newest) + (<usize>inLine << SECTOR_SHIFT), count << SECTOR_SHIFT);
+      } else {
+        for (let i: u32 = 0; i < count; i++) {
+          iterCopyIn(sectorSource(line, newest, inLine + i), SECTOR_BYTES);
+        }
+      }
+      s += count;
+    }
+  }
+  unlockDevice();
+  if (iterFault) return -EIO;
+  statAdd(CTRL_STAT_BYTES_READ, <u64>sectors << SECTOR_SHIFT);
+  return 0;
+}
+
+/** Issues a cache flush: returns the log position it covers (every write completed so far). */
+export function flushMark(): u32 {
+  lockDevice();
+  const mark = cacheHead();
+  unlockDevice();
+  statAdd(CTRL_STAT_FLUSHES, 1);
+  return mark;
+}
+
+/** Completes a flush issued at `mark`: everything logged before it becomes durable. */
+export function flushCommit(mark: u32): void {
+  lockDevice();
+  // The tail may already be past the mark (a crash or a later flush did the work).
+  while (<i32>(mark - cacheTail()) > 0) destageOldest();
+  unlockDevice();
+}
+
+// ---- power cut --------------------------------------------------------------------------------
+
+/** Whether a power cut lets this version of this sector reach the media: a seeded coin. */
+export function survives(seed: u32, writeId: u32, sector: u32, torn: bool): bool {
+  let h = seed ^ (writeId * 0x9e3779b1) ^ (torn ? sector * 0x85ebca6b : 0);
+  h ^= h >>> 16;
+  h *= 0x7feb352d;
+  h ^= h >>> 15;
+  h *= 0x846ca68b;
+  h ^= h >>> 16;
+  return (h & 1) != 0;
+}
+
+/**
+ * A power cut for the cache: each cached version reaches the media or not, by the seeded coin
+ * (per write, or per sector when `torn`), oldest first so that a sector ends with its newest
+ * surviving version or its durable one. The cache is then empty.
+ */
+export function crashCache(seed: u32, torn: bool): void {
+  lockDevice();
+  const head = cacheHead();
+  for (let pos = cacheTail(); pos != head; pos++) {
+    const header = entryAddr(pos);
+    const line = load<u32>(header + ENTRY_LINE);
+    const writeId = load<u32>(header + ENTRY_WRITE_ID);
+    const mask = load<u32>(header + ENTRY_MASK);
+    let keep: u32 = 0;
+    for (let i: u32 = 0; i < SECTORS_PER_LINE; i++) {
+      if ((mask & (1 << i)) != 0 && survives(seed, writeId, line * SECTORS_PER_LINE + i, torn)) keep |= 1 << i;
+    }
+    if (keep != 0) copyMaskToImage(line, keep, entryData(pos));
+  }
+  store<u32>(ctrlAddr(CTRL_CACHE_TAIL), head);
+  indexClear();
+  atomic.store<u64>(ctrlAddr(CTRL_STAT_DIRTY_BYTES), 0);
+  unlockDevice();
+}
+
+/**
+ * A power cut for one write request still in flight: its data reaches the media whole or not at
+ * all, or sector by sector when `torn`. Returns 0 or -errno.
+ */
+export function crashInflightWrite(sector: u32, sectors: u32, index: u32, done: u32, seed: u32, torn: bool): i32 {
+  if (!rangeValid(sector, sectors)) return -EINVAL;
+  const writeId = nextWriteId();
+  iterStart(index, done);
+  lockDevice();
+  for (let i: u32 = 0; i < sectors && !iterFault; i++) {
+    if (survives(seed, writeId, sector + i, torn)) iterCopyOut(sectorAddr(sector + i), SECTOR_BYTES);
+    else iterSkip(SECTOR_BYTES);
+  }
+  unlockDevice();
+  return iterFault ? -EIO : 0;
+}
+
+/** Empties the cache and index (at creation). */
+export function deviceReset(): void {
+  store<u32>(ctrlAddr(CTRL_CACHE_HEAD), 0);
+  store<u32>(ctrlAddr(CTRL_CACHE_TAIL), 0);
+  if (cacheSlots != 0) indexClear();
+}

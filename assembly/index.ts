@@ -1,0 +1,116 @@
+// The core's exports: the only functions the host calls. Built with --runtime stub; nothing here
+// allocates, so one instance per thread can run over the same shared memory.
+import {
+  BATCH_BVEC_COUNT, BATCH_BVEC_INDEX, BATCH_BYTES, BATCH_FLAGS, BATCH_OP, BATCH_SECTOR,
+  BATCH_SIZE, BATCH_STATUS, BIO_FUA, BIO_PREFLUSH, CTRL_MAGIC, CTRL_VERSION, EINVAL, FEATURE_FUA,
+  FEATURE_WRITE_CACHE, LAYOUT_MAGIC, LAYOUT_VERSION, OP_FLUSH, OP_WRITE, PIECE_BVEC_DONE,
+  PIECE_BVEC_INDEX, PIECE_SECTOR, PIECE_SECTORS, PIECE_SIZE, layoutValue, LAYOUT_FIELD_COUNT,
+} from "./layout";
+import * as state from "./state";
+import { splitBytes as splitDecision, maxIoBytes } from "./split";
+import { splitBio } from "./blk";
+import {
+  crashCache, crashInflightWrite, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
+} from "./device";
+
+/** Number of layout fields the host compares. */
+export function layout_field_count(): i32 {
+  return LAYOUT_FIELD_COUNT;
+}
+/** The core's value of layout field `index` (see host/layout.ts for the names). */
+export function layout_value(index: i32): u32 {
+  return layoutValue(index);
+}
+
+/** First-time setup by the thread that created the disk: stamps the block and empties the cache. */
+export function core_init(): i32 {
+  store<u32>(state.ctrlAddr(CTRL_MAGIC), LAYOUT_MAGIC);
+  store<u32>(state.ctrlAddr(CTRL_VERSION), LAYOUT_VERSION);
+  const status = state.attach();
+  if (status != 0) return status;
+  deviceReset();
+  return 0;
+}
+/** Every other instance (one per thread): read the control block. Returns 0 or -EINVAL. */
+export function core_attach(): i32 {
+  return state.attach();
+}
+
+/** The split decision alone, for tests: 0, the front piece in bytes, or -errno. */
+export function split_bytes(sector: u32, index: u32, done: u32, bytes: u32, flags: u32): i32 {
+  return splitDecision(sector, index, done, bytes, flags);
+}
+/** get_max_io_size() in bytes, for tests. */
+export function max_io_bytes(sector: u32): u32 {
+  return maxIoBytes(sector);
+}
+/** Splits a bio into the piece table; see blk.ts splitBio(). */
+export function blk_split(op: u32, flags: u32, sector: u32, index: u32, count: u32, done: u32, bytes: u32, firstSlot: u32): i32 {
+  return splitBio(op, flags, sector, index, count, done, bytes, firstSlot);
+}
+
+export function dev_write(sector: u32, sectors: u32, index: u32, done: u32, fua: bool): i32 {
+  return deviceWrite(sector, sectors, index, done, fua);
+}
+export function dev_read(sector: u32, sectors: u32, index: u32, done: u32): i32 {
+  return deviceRead(sector, sectors, index, done);
+}
+export function dev_flush_mark(): u32 {
+  return flushMark();
+}
+export function dev_flush_commit(mark: u32): void {
+  flushCommit(mark);
+}
+export function dev_crash_cache(seed: u32, torn: bool): void {
+  crashCache(seed, torn);
+}
+export function dev_crash_inflight(sector: u32, sectors: u32, index: u32, done: u32, seed: u32, torn: bool): i32 {
+  return crashInflightWrite(sector, sectors, index, done, seed, torn);
+}
+
+/** Runs one bio of the batch table to completion: split, then each piece at the device. */
+function runBatchBio(record: usize, pieceSlot: u32): i32 {
+  const op = load<u32>(record + BATCH_OP);
+  const flags = load<u32>(record + BATCH_FLAGS);
+  const hasCache = (state.features & FEATURE_WRITE_CACHE) != 0;
+  if (op == OP_FLUSH) {
+    if (hasCache) flushCommit(flushMark());
+    return 0;
+  }
+  if (op == OP_WRITE && hasCache && (flags & BIO_PREFLUSH) != 0) flushCommit(flushMark());
+  const pieces = splitBio(op, flags, load<u32>(record + BATCH_SECTOR), load<u32>(record + BATCH_BVEC_INDEX),
+    load<u32>(record + BATCH_BVEC_COUNT), 0, load<u32>(record + BATCH_BYTES), pieceSlot);
+  if (pieces < 0) return pieces;
+  const fua = (flags & BIO_FUA) != 0 && hasCache;
+  const fuaNative = fua && (state.features & FEATURE_FUA) != 0;
+  let status: i32 = 0;
+  for (let k: u32 = 0; k < <u32>pieces; k++) {
+    const piece = <usize>(state.pieceBase + (pieceSlot + k) * PIECE_SIZE);
+    const sector = load<u32>(piece + PIECE_SECTOR);
+    const sectors = load<u32>(piece + PIECE_SECTORS);
+    const index = load<u32>(piece + PIECE_BVEC_INDEX);
+    const done = load<u32>(piece + PIECE_BVEC_DONE);
+    const result = op == OP_WRITE ? deviceWrite(sector, sectors, index, done, fuaNative) : deviceRead(sector, sectors, index, done);
+    if (status == 0) status = result;
+  }
+  // A FUA write on a cache without FUA support is a write followed by a flush.
+  if (op == OP_WRITE && fua && !fuaNative) flushCommit(flushMark());
+  return status;
+}
+
+/**
+ * Runs `count` bios from the batch table synchronously (split, device, status), using piece
+ * slots from `pieceSlot`. The benchmark's and bulk paths' entry: no host call per bio.
+ * Returns the number of bios that failed.
+ */
+export function blk_run_batch(first: u32, count: u32, pieceSlot: u32): i32 {
+  if (<u64>first + count > <u64>state.batchCapacity) return -EINVAL;
+  let failed: i32 = 0;
+  for (let k: u32 = 0; k < count; k++) {
+    const record = <usize>(state.batchBase + (first + k) * BATCH_SIZE);
+    const status = runBatchBio(record, pieceSlot);
+    store<i32>(record + BATCH_STATUS, status);
+    if (status != 0) failed++;
+  }
+  return failed;
+}

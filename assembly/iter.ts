@@ -1,0 +1,93 @@
+// A cursor over a bio's bvecs (like struct bvec_iter): copies between the bio's segments and a
+// contiguous range of memory. Every segment is checked to lie inside the IO-buffer arena before a
+// byte moves.
+import { arenaBase, arenaEnd, bvecCapacity } from "./state";
+import { bvecAddr, bvecLen } from "./split";
+
+export let iterIndex: u32 = 0;
+export let iterDone: u32 = 0;
+/** Set when a segment was found outside the arena; the copy stops and the caller fails the IO. */
+export let iterFault: bool = false;
+
+export function iterStart(index: u32, done: u32): void {
+  iterIndex = index;
+  iterDone = done;
+  iterFault = false;
+}
+
+/** Checks that bvecs [index, index + count) lie in the arena and add up to `bytes` past `done`. */
+export function bvecsValid(index: u32, count: u32, done: u32, bytes: u32): bool {
+  if (count == 0 || <u64>index + count > <u64>bvecCapacity) return false;
+  let total: u64 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const addr = bvecAddr(index + i);
+    const len = bvecLen(index + i);
+    if (len == 0) return false;
+    if (addr < arenaBase || <u64>addr + len > <u64>arenaEnd) return false;
+    total += len;
+  }
+  return <u64>done < <u64>bvecLen(index) && total - done == <u64>bytes;
+}
+
+/** Copies `bytes` from the bio's segments at the cursor to `dst`, advancing the cursor. */
+export function iterCopyOut(dst: usize, bytes: u32): void {
+  while (bytes != 0) {
+    const addr = bvecAddr(iterIndex);
+    const len = bvecLen(iterIndex);
+    if (addr < arenaBase || <u64>addr + len > <u64>arenaEnd || iterDone >= len) {
+      iterFault = true;
+      return;
+    }
+    let chunk = len - iterDone;
+    if (chunk > bytes) chunk = bytes;
+    memory.copy(dst, <usize>(addr + iterDone), chunk);
+    dst += chunk;
+    bytes -= chunk;
+    iterDone += chunk;
+    if (iterDone == len) {
+      iterIndex++;
+      iterDone = 0;
+    }
+  }
+}
+
+/** Copies `bytes` from `src` into the bio's segments at the cursor, advancing the cursor. */
+export function iterCopyIn(src: usize, bytes: u32): void {
+  while (bytes != 0) {
+    const addr = bvecAddr(iterIndex);
+    const len = bvecLen(iterIndex);
+    if (addr < arenaBase || <u64>addr + len > <u64>arenaEnd || iterDone >= len) {
+      iterFault = true;
+      return;
+    }
+    let chunk = len - iterDone;
+    if (chunk > bytes) chunk = bytes;
+    memory.copy(<usize>(addr + iterDone), src, chunk);
+    src += chunk;
+    bytes -= chunk;
+    iterDone += chunk;
+    if (iterDone == len) {
+      iterIndex++;
+      iterDone = 0;
+    }
+  }
+}
+
+/** Moves the cursor `bytes` forward without copying. */
+export function iterSkip(bytes: u32): void {
+  while (bytes != 0) {
+    const len = bvecLen(iterIndex);
+    if (iterDone >= len) {
+      iterFault = true;
+      return;
+    }
+    let chunk = len - iterDone;
+    if (chunk > bytes) chunk = bytes;
+    bytes -= chunk;
+    iterDone += chunk;
+    if (iterDone >= len) {
+      iterIndex++;
+      iterDone = 0;
+    }
+  }
+}

@@ -1,0 +1,158 @@
+// The one shared-memory map of a dioemu disk, as the core sees it. The host has its own copy
+// (host/layout.ts) and compares it with `layout_value()` at load time, field by field.
+//
+//   0          LAYOUT_BASE (64 KiB)                                                    memory end
+//   +----------+---------+-------------+-------------+--------------+-----------+-------+-------+
+//   | core     | control | bvec pool   | piece table | cache slot   | cache     | arena | image |
+//   | statics  | block   | BVEC_SIZE × | PIECE_SIZE ×| headers +    | index     | (IO   | (the  |
+//   | (asc)    | 4 KiB   | capacity    | capacity    | 4 KiB data   | (hash)    | bufs) | disk) |
+//   +----------+---------+-------------+-------------+--------------+-----------+-------+-------+
+//
+// Region bases after the control block are chosen by the host when it creates the memory (they
+// depend on the disk's size and options) and written into the control block; every thread's core
+// instance reads them at `core_attach()`. All offsets are bytes; every field is little-endian.
+
+export const LAYOUT_MAGIC: u32 = 0x454f4944; // "DIOE"
+export const LAYOUT_VERSION: u32 = 1;
+/** Where the control block starts: everything below belongs to the compiler's static data. */
+export const LAYOUT_BASE: u32 = 65536;
+export const CTRL_BYTES: u32 = 4096;
+
+// Control block fields: byte offsets from LAYOUT_BASE.
+export const CTRL_MAGIC: u32 = 0;
+export const CTRL_VERSION: u32 = 4;
+export const CTRL_IMAGE_BASE: u32 = 8;
+export const CTRL_IMAGE_BYTES: u32 = 12;
+export const CTRL_SECTOR_COUNT: u32 = 16;
+export const CTRL_LOGICAL_BLOCK: u32 = 20;    // bytes
+export const CTRL_PHYSICAL_BLOCK: u32 = 24;   // bytes
+export const CTRL_MAX_SECTORS: u32 = 28;
+export const CTRL_MAX_SEGMENTS: u32 = 32;
+export const CTRL_MAX_SEGMENT_SIZE: u32 = 36; // bytes
+export const CTRL_SEG_BOUNDARY_MASK: u32 = 40;
+export const CTRL_VIRT_BOUNDARY_MASK: u32 = 44;
+export const CTRL_CHUNK_SECTORS: u32 = 48;
+export const CTRL_FEATURES: u32 = 52;         // FEATURE_* bits
+export const CTRL_BVEC_BASE: u32 = 56;
+export const CTRL_BVEC_CAPACITY: u32 = 60;    // records
+export const CTRL_PIECE_BASE: u32 = 64;
+export const CTRL_PIECE_CAPACITY: u32 = 68;   // records
+export const CTRL_CACHE_HEADER_BASE: u32 = 72;
+export const CTRL_CACHE_DATA_BASE: u32 = 76;
+export const CTRL_CACHE_SLOTS: u32 = 80;      // a power of two
+export const CTRL_CACHE_INDEX_BASE: u32 = 84;
+export const CTRL_CACHE_INDEX_SLOTS: u32 = 88; // a power of two
+export const CTRL_CACHE_HEAD: u32 = 92;       // free-running log position of the next append
+export const CTRL_CACHE_TAIL: u32 = 96;       // free-running log position of the oldest entry
+export const CTRL_DEVICE_LOCK: u32 = 100;     // 0 free, 1 held
+export const CTRL_ARENA_BASE: u32 = 104;
+export const CTRL_ARENA_BYTES: u32 = 108;
+export const CTRL_BATCH_BASE: u32 = 112;      // bio records for blk_run_batch()
+export const CTRL_BATCH_CAPACITY: u32 = 116;  // records
+export const CTRL_NEXT_WRITE_ID: u32 = 120;   // last write-request id handed out
+// Statistics, u64 each.
+export const CTRL_STAT_BIOS: u32 = 128;
+export const CTRL_STAT_SPLITS: u32 = 136;
+export const CTRL_STAT_FLUSHES: u32 = 144;
+export const CTRL_STAT_FUA_WRITES: u32 = 152;
+export const CTRL_STAT_BYTES_READ: u32 = 160;
+export const CTRL_STAT_BYTES_WRITTEN: u32 = 168;
+export const CTRL_STAT_DIRTY_BYTES: u32 = 176;
+export const CTRL_STAT_DESTAGED_BYTES: u32 = 184;
+
+export const FEATURE_WRITE_CACHE: u32 = 1;
+export const FEATURE_FUA: u32 = 2;
+
+// bvec record: one (address, length) segment of a bio, like struct bio_vec with the page and
+// offset folded into one address in the shared memory.
+export const BVEC_ADDR: u32 = 0;
+export const BVEC_LEN: u32 = 4;
+export const BVEC_SIZE: u32 = 8;
+
+// piece record: one request produced by splitting a bio (bio_split_rw output).
+export const PIECE_SECTOR: u32 = 0;
+export const PIECE_SECTORS: u32 = 4;
+export const PIECE_BVEC_INDEX: u32 = 8;  // bvec where the piece's data starts
+export const PIECE_BVEC_DONE: u32 = 12;  // bytes of that bvec already used by earlier pieces
+export const PIECE_SIZE: u32 = 16;
+
+// cache log entry header: one 4 KiB line's worth of one write, held in the volatile cache.
+export const ENTRY_LINE: u32 = 0;      // line number (LINE_BYTES units)
+export const ENTRY_WRITE_ID: u32 = 4;  // the write request that produced it
+export const ENTRY_PREV: u32 = 8;      // log position of the next older entry for the same line
+export const ENTRY_MASK: u32 = 12;     // bit i = sector i of the line is held here
+export const ENTRY_SIZE: u32 = 16;
+
+// cache index entry: open-addressed hash from line number to its newest log position.
+export const INDEX_LINE: u32 = 0;
+export const INDEX_POS: u32 = 4;
+export const INDEX_SIZE: u32 = 8;
+export const INDEX_EMPTY: u32 = 0xffffffff;
+
+// batch bio record (blk_run_batch): a whole bio described in memory, status written back.
+export const BATCH_OP: u32 = 0;        // OP_*
+export const BATCH_FLAGS: u32 = 4;     // BIO_*
+export const BATCH_SECTOR: u32 = 8;
+export const BATCH_BVEC_INDEX: u32 = 12;
+export const BATCH_BVEC_COUNT: u32 = 16;
+export const BATCH_BYTES: u32 = 20;
+export const BATCH_STATUS: u32 = 24;   // 0 or -errno, written by the core
+export const BATCH_WRITE_ID: u32 = 28;
+export const BATCH_SIZE: u32 = 32;
+
+export const OP_READ: u32 = 0;
+export const OP_WRITE: u32 = 1;
+export const OP_FLUSH: u32 = 2;
+
+export const BIO_SYNC: u32 = 1;
+export const BIO_FUA: u32 = 2;
+export const BIO_PREFLUSH: u32 = 4;
+export const BIO_NOWAIT: u32 = 8;
+export const BIO_ATOMIC: u32 = 16;
+
+export const SECTOR_SHIFT: u32 = 9;
+export const SECTOR_BYTES: u32 = 512;
+export const PAGE_SHIFT: u32 = 12;
+export const PAGE_BYTES: u32 = 4096;
+export const LINE_SHIFT: u32 = 12;
+export const LINE_BYTES: u32 = 4096;
+export const SECTORS_PER_LINE: u32 = 8;
+
+export const ENOMEM: i32 = 12;
+export const EIO: i32 = 5;
+export const EAGAIN: i32 = 11;
+export const EINVAL: i32 = 22;
+export const ENOSPC: i32 = 28;
+
+/** The fields the host checks at load time, in a fixed order (host/layout.ts names them). */
+export function layoutValue(index: i32): u32 {
+  switch (index) {
+    case 0: return LAYOUT_MAGIC;
+    case 1: return LAYOUT_VERSION;
+    case 2: return LAYOUT_BASE;
+    case 3: return CTRL_BYTES;
+    case 4: return CTRL_IMAGE_BASE;
+    case 5: return CTRL_SECTOR_COUNT;
+    case 6: return CTRL_FEATURES;
+    case 7: return CTRL_BVEC_BASE;
+    case 8: return CTRL_PIECE_BASE;
+    case 9: return CTRL_CACHE_HEAD;
+    case 10: return CTRL_CACHE_TAIL;
+    case 11: return CTRL_DEVICE_LOCK;
+    case 12: return CTRL_ARENA_BASE;
+    case 13: return CTRL_BATCH_BASE;
+    case 14: return CTRL_STAT_BIOS;
+    case 15: return CTRL_STAT_DIRTY_BYTES;
+    case 16: return CTRL_STAT_DESTAGED_BYTES;
+    case 17: return BVEC_SIZE;
+    case 18: return PIECE_SIZE;
+    case 19: return ENTRY_SIZE;
+    case 20: return INDEX_SIZE;
+    case 21: return BATCH_SIZE;
+    case 22: return LINE_BYTES;
+    case 23: return CTRL_NEXT_WRITE_ID;
+    case 24: return <u32>__heap_base; // static data must end below LAYOUT_BASE
+    default: return 0xffffffff;
+  }
+}
+export const LAYOUT_FIELD_COUNT: i32 = 25;

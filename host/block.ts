@@ -1,0 +1,238 @@
+// The block layer's entry (internal, not public API): takes a bio, checks it, writes its bvecs to
+// shared memory, has the core split it to the queue limits, sequences PREFLUSH and FUA as
+// blk-flush does, dispatches the pieces, and completes the bio once, after all of them, with the
+// first error a piece reported. see: block/blk-core.c submit_bio_noacct(), block/blk-flush.c
+import type { CoreExports } from "./core.js";
+import { DioError } from "./errors.js";
+import { SECTOR_BYTES, SECTOR_SHIFT } from "./constants.js";
+import {
+  BIO_ATOMIC, BIO_BYTES_MAX, BIO_FUA, BIO_NOWAIT, BIO_PREFLUSH, BIO_SYNC, BIO_VECS_MAX, BVEC_SIZE,
+  CTRL, LAYOUT_BASE, OP_READ, OP_WRITE, PIECE_CAPACITY, PIECE_SIZE,
+} from "./layout.js";
+import type { Device } from "./device.js";
+import type { Tracer } from "./trace.js";
+import type { QueueLimits } from "./limits.js";
+import { RangeAllocator } from "./ranges.js";
+
+export type BioOp = "read" | "write" | "flush";
+export type BioFlag = "SYNC" | "FUA" | "PREFLUSH" | "NOWAIT" | "ATOMIC";
+
+/** One segment of a bio: `length` bytes at `offset` in `buf`, a buffer from Disk.alloc(). */
+export interface BioSegment { buf: Uint8Array; offset?: number; length?: number }
+
+/** A bio as the block layer's entry takes it. */
+export interface Bio {
+  op: BioOp;
+  /** Start sector (512-byte units). Ignored for a flush. */
+  sector: number;
+  segments: BioSegment[];
+  flags?: BioFlag[];
+  /** Called once, from the completion path, with 0 or -errno. */
+  endIo?: (status: number) => void;
+}
+
+const FLAG_BITS: Record<BioFlag, number> = {
+  SYNC: BIO_SYNC, FUA: BIO_FUA, PREFLUSH: BIO_PREFLUSH, NOWAIT: BIO_NOWAIT, ATOMIC: BIO_ATOMIC,
+};
+const SYSCALL = "submit_bio";
+
+/** The flags a trace shows (blktrace's RWBS letters): SYNC, FUA, PREFLUSH. */
+function traceFlags(flags: readonly BioFlag[] | undefined): string[] {
+  return (flags ?? []).filter((flag) => flag === "SYNC" || flag === "FUA" || flag === "PREFLUSH");
+}
+
+function invalid(message: string): DioError {
+  return new DioError("EINVAL", SYSCALL, message);
+}
+
+interface PendingBio { bio: Bio; bytes: number; bits: number }
+
+/** The request queue of one disk. */
+export class BlockQueue {
+  private readonly bvecs: RangeAllocator;
+  private readonly bvecView: Uint32Array;
+  private readonly pieceView: Uint32Array;
+  private readonly statView: BigUint64Array;
+  /** Bios waiting for bvec slots, like submitters sleeping for tags. */
+  private readonly waiting: PendingBio[] = [];
+
+  constructor(
+    private readonly core: CoreExports,
+    private readonly memory: WebAssembly.Memory,
+    private readonly device: Device,
+    private readonly tracer: Tracer,
+    private readonly limits: QueueLimits,
+    private readonly arena: { base: number; end: number },
+    layout: { bvecBase: number; bvecCapacity: number; pieceBase: number },
+  ) {
+    this.bvecs = new RangeAllocator(0, layout.bvecCapacity);
+    this.bvecView = new Uint32Array(memory.buffer, layout.bvecBase, layout.bvecCapacity * (BVEC_SIZE / 4));
+    this.pieceView = new Uint32Array(memory.buffer, layout.pieceBase, PIECE_CAPACITY * (PIECE_SIZE / 4));
+    this.statView = new BigUint64Array(memory.buffer, LAYOUT_BASE + CTRL.STAT_BIOS, 8);
+  }
+
+  /** Submits a bio; its endIo runs later with 0 or -errno. Throws DioError EINVAL when malformed. */
+  submitBio(bio: Bio): void {
+    const bits = this.checkBio(bio);
+    const bytes = bio.segments.reduce((sum, seg) => sum + (seg.length ?? seg.buf.byteLength - (seg.offset ?? 0)), 0);
+    if (bio.op === "flush") {
+      Atomics.add(this.statView, 0, 1n); // STAT_BIOS: every bio counts, flushes included
+      this.tracer.emit("Q", "flush", 0, 0, traceFlags(bio.flags), this.device.now);
+      this.device.requestFlush((status) => {
+        // Without a cache the flush ends at the block layer, with no device operation.
+        if (!this.limits.writeCache) this.tracer.emit("C", "flush", 0, 0, traceFlags(bio.flags), this.device.now, status);
+        this.endBio(bio, status, -1);
+      });
+      return;
+    }
+    this.start({ bio, bytes, bits });
+  }
+
+  /** Submits a bio and resolves with its status (0 or -errno). */
+  submitBioWait(bio: Bio): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const endIo = bio.endIo;
+      try {
+        this.submitBio({ ...bio, endIo: (status) => { endIo?.(status); resolve(status); } });
+      } catch (error) {
+        reject(error);
+      }
+    });
+  }
+
+  private checkBio(bio: Bio): number {
+    if (bio === null || typeof bio !== "object") throw invalid("a bio must be an object");
+    if (bio.op !== "read" && bio.op !== "write" && bio.op !== "flush") throw invalid(`op ${String(bio.op)} must be read, write or flush`);
+    let bits = 0;
+    for (const flag of bio.flags ?? []) {
+      if (!(flag in FLAG_BITS)) throw invalid(`flag ${String(flag)} is not one of ${Object.keys(FLAG_BITS).join(", ")}`);
+      bits |= FLAG_BITS[flag];
+    }
+    if (!Array.isArray(bio.segments)) throw invalid("segments must be an array");
+    if (bio.op === "flush") {
+      if (bio.segments.length !== 0) throw invalid("a flush bio carries no data segments");
+      return bits;
+    }
+    if (!Number.isInteger(bio.sector) || bio.sector < 0) throw invalid(`sector ${String(bio.sector)} must be a non-negative integer`);
+    if (bio.segments.length === 0) throw invalid(`a ${bio.op} bio needs at least one segment`);
+    if (bio.segments.length > BIO_VECS_MAX) throw invalid(`${bio.segments.length} segments exceed BIO_MAX_VECS (${BIO_VECS_MAX})`);
+    let bytes = 0;
+    bio.segments.forEach((seg, i) => {
+      const offset = seg.offset ?? 0;
+      const length = seg.length ?? seg.buf?.byteLength - offset;
+      if (!(seg.buf instanceof Uint8Array) || seg.buf.buffer !== this.memory.buffer) {
+        throw invalid(`segment ${i} is not a buffer from Disk.alloc()`);
+      }
+      if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length <= 0 || offset + length > seg.buf.byteLength) {
+        throw invalid(`segment ${i} range offset ${offset} length ${length} does not fit its ${seg.buf.byteLength}-byte buffer`);
+      }
+      const addr = seg.buf.byteOffset + offset;
+      if (addr < this.arena.base || addr + length > this.arena.end) throw invalid(`segment ${i} lies outside the IO-buffer arena`);
+      bytes += length;
+    });
+    if (bytes > BIO_BYTES_MAX) throw invalid(`bio of ${bytes} bytes exceeds the ${BIO_BYTES_MAX}-byte maximum`);
+    if (bytes % this.limits.logicalBlockSize !== 0) {
+      throw invalid(`bio length ${bytes} is not a multiple of the ${this.limits.logicalBlockSize}-byte logical block size`);
+    }
+    if ((bio.sector * SECTOR_BYTES) % this.limits.logicalBlockSize !== 0) {
+      throw invalid(`sector ${bio.sector} is not aligned to the ${this.limits.logicalBlockSize}-byte logical block size`);
+    }
+    return bits;
+  }
+
+  private start(pending: PendingBio): void {
+    const { bio, bytes, bits } = pending;
+    const count = bio.segments.length;
+    const first = this.bvecs.allocate(count, 1);
+    if (first < 0) {
+      this.waiting.push(pending);
+      return;
+    }
+    bio.segments.forEach((seg, i) => {
+      const offset = seg.offset ?? 0;
+      this.bvecView[(first + i) * 2] = seg.buf.byteOffset + offset;
+      this.bvecView[(first + i) * 2 + 1] = seg.length ?? seg.buf.byteLength - offset;
+    });
+    const flags = traceFlags(bio.flags);
+    const sectors = bytes >> SECTOR_SHIFT;
+    this.tracer.emit("Q", bio.op, bio.sector, sectors, flags, this.device.now);
+    const op = bio.op === "write" ? OP_WRITE : OP_READ;
+    const pieces = this.core.blk_split(op, bits, bio.sector, first, count, 0, bytes, 0);
+    if (pieces < 0) {
+      this.device.defer(() => {
+        this.tracer.emit("C", bio.op, bio.sector, sectors, flags, this.device.now, pieces);
+        this.endBio(bio, pieces, first);
+      });
+      return;
+    }
+    // Read the pieces out now: the piece table is scratch space for the next split.
+    const requests: { sector: number; sectors: number; index: number; done: number }[] = [];
+    for (let k = 0; k < pieces; k++) {
+      const at = k * (PIECE_SIZE / 4);
+      requests.push({ sector: this.pieceView[at], sectors: this.pieceView[at + 1], index: this.pieceView[at + 2], done: this.pieceView[at + 3] });
+    }
+    for (let k = 0; k + 1 < pieces; k++) {
+      const piece = requests[k];
+      this.tracer.emit("X", bio.op, piece.sector + piece.sectors, piece.sectors, flags, this.device.now);
+    }
+    const cached = this.limits.writeCache;
+    const isWrite = bio.op === "write";
+    const fua = isWrite && cached && (bits & BIO_FUA) !== 0;
+    const fuaNative = fua && this.limits.fua;
+    const pieceFlags = flags.filter((flag) => flag === "SYNC" || (flag === "FUA" && fuaNative));
+    let remaining = pieces;
+    let status = 0;
+    const pieceDone = (pieceStatus: number): void => {
+      if (pieceStatus !== 0 && status === 0) status = pieceStatus;
+      if (--remaining > 0) return;
+      // A FUA write on a cache without FUA is the write followed by a flush.
+      if (fua && !fuaNative && status === 0) {
+        this.device.requestFlush((flushStatus) => this.endBio(bio, flushStatus, first));
+      } else {
+        this.endBio(bio, status, first);
+      }
+    };
+    const dispatchAll = (): void => {
+      for (const piece of requests) {
+        this.device.dispatch({
+          kind: bio.op as "read" | "write", sector: piece.sector, sectors: piece.sectors,
+          bvecIndex: piece.index, bvecDone: piece.done, fua: fuaNative, flags: pieceFlags, done: pieceDone,
+        });
+      }
+    };
+    // PREFLUSH: the cache is flushed before the bio's own data is handled.
+    if (isWrite && cached && (bits & BIO_PREFLUSH) !== 0) {
+      this.device.requestFlush((flushStatus) => {
+        if (flushStatus !== 0) {
+          this.endBio(bio, flushStatus, first);
+          return;
+        }
+        dispatchAll();
+      });
+    } else {
+      dispatchAll();
+    }
+  }
+
+  private endBio(bio: Bio, status: number, first: number): void {
+    if (first >= 0) {
+      this.bvecs.release(first);
+      this.retryWaiting();
+    }
+    bio.endIo?.(status);
+  }
+
+  /** Starts the bios that waited for bvec slots, in arrival order, while slots last. */
+  private retryWaiting(): void {
+    while (this.waiting.length > 0) {
+      const next = this.waiting.shift()!;
+      const before = this.waiting.length;
+      this.start(next);
+      if (this.waiting.length > before) {
+        // Still short: start() queued it at the back; it keeps its place at the front.
+        this.waiting.unshift(this.waiting.pop()!);
+        break;
+      }
+    }
+  }
+}

@@ -1,0 +1,81 @@
+// Loads the AssemblyScript core over a disk's shared memory. The only module that touches
+// @assemblyscript/loader (deprecated upstream), so it can be replaced in one place. Checks at load
+// time that the core's layout matches host/layout.ts, naming the first field that differs.
+import * as loader from "@assemblyscript/loader";
+import { LAYOUT_BASE, LAYOUT_FIELDS } from "./layout.js";
+
+/** The core's exports, typed. Numbers cross as u32/i32; booleans as 0/1. */
+export interface CoreExports {
+  layout_field_count(): number;
+  layout_value(index: number): number;
+  core_init(): number;
+  core_attach(): number;
+  split_bytes(sector: number, index: number, done: number, bytes: number, flags: number): number;
+  max_io_bytes(sector: number): number;
+  blk_split(op: number, flags: number, sector: number, index: number, count: number, done: number, bytes: number, firstSlot: number): number;
+  dev_write(sector: number, sectors: number, index: number, done: number, fua: number): number;
+  dev_read(sector: number, sectors: number, index: number, done: number): number;
+  dev_flush_mark(): number;
+  dev_flush_commit(mark: number): void;
+  dev_crash_cache(seed: number, torn: number): void;
+  dev_crash_inflight(sector: number, sectors: number, index: number, done: number, seed: number, torn: number): number;
+  blk_run_batch(first: number, count: number, pieceSlot: number): number;
+}
+
+let modulePromise: Promise<WebAssembly.Module> | undefined;
+
+async function readCoreBytes(): Promise<Uint8Array> {
+  const url = new URL("../../build/core.wasm", import.meta.url);
+  if (url.protocol === "file:") {
+    const { readFile } = await import("node:fs/promises");
+    try {
+      return await readFile(url);
+    } catch (error) {
+      throw new Error(`dioemu: cannot read the core at ${url.pathname}; run "npm run build" first (${(error as Error).message})`);
+    }
+  }
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`dioemu: cannot fetch the core at ${url} (${response.status})`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** The compiled core, compiled once per process (or worker) and shared by every disk. */
+export function loadCoreModule(): Promise<WebAssembly.Module> {
+  modulePromise ??= readCoreBytes().then((bytes) => WebAssembly.compile(bytes as BufferSource));
+  return modulePromise;
+}
+
+/**
+ * Compares the core's layout fields with the host's. Throws an Error naming the first field that
+ * differs: a stale build of one side must never misread the shared memory.
+ */
+export function checkLayout(core: Pick<CoreExports, "layout_field_count" | "layout_value">): void {
+  const count = core.layout_field_count();
+  if (count !== LAYOUT_FIELDS.length) {
+    throw new Error(`dioemu: core layout has ${count} fields, host expects ${LAYOUT_FIELDS.length}; rebuild with "npm run build"`);
+  }
+  LAYOUT_FIELDS.forEach(([name, expected], index) => {
+    const actual = core.layout_value(index) >>> 0;
+    const ok = expected === "below-base" ? actual <= LAYOUT_BASE : actual === expected;
+    if (!ok) {
+      const want = expected === "below-base" ? `at most ${LAYOUT_BASE}` : String(expected);
+      throw new Error(`dioemu: shared-memory layout mismatch in field ${name}: core has ${actual}, host expects ${want}; rebuild with "npm run build"`);
+    }
+  });
+}
+
+/** Instantiates the core over `memory` and checks its layout. */
+export async function instantiateCore(memory: WebAssembly.Memory): Promise<CoreExports> {
+  const module = await loadCoreModule();
+  const { exports } = loader.instantiateSync<Record<string, unknown>>(module, {
+    env: {
+      memory,
+      abort(_message: number, _file: number, line: number, column: number) {
+        throw new Error(`dioemu core aborted at line ${line}:${column}`);
+      },
+    },
+  });
+  const core = exports as unknown as CoreExports;
+  checkLayout(core);
+  return core;
+}

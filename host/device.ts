@@ -1,0 +1,194 @@
+// The device's timing and sequencing on the host: requests in flight on a virtual clock with
+// seeded latencies, completion in batches off the submitter's stack, the flush state machine with
+// blk-flush coalescing, and the power cut. Data movement itself is the core's (assembly/device.ts).
+import type { CoreExports } from "./core.js";
+import { ERRNO } from "./errors.js";
+import type { Prng } from "./prng.js";
+import type { Tracer } from "./trace.js";
+
+/** One request at the device: a piece of a split bio, or a cache flush. */
+export interface DeviceRequest {
+  kind: "read" | "write" | "flush";
+  sector: number;
+  sectors: number;
+  bvecIndex: number;
+  bvecDone: number;
+  /** Write-through: the data is durable when the request completes. */
+  fua: boolean;
+  /** Flags shown in the trace. */
+  flags: string[];
+  /** Called once, from the completion path, with 0 or -errno. */
+  done: (status: number) => void;
+}
+
+interface InFlight {
+  request: DeviceRequest;
+  dueTick: number;
+  order: number;
+  /** For a flush: the cache log position it covers. */
+  flushMark: number;
+}
+
+/** Latency of one request in virtual ticks, drawn uniformly from [min, max]. */
+export interface LatencyTicks { readMin: number; readMax: number; writeMin: number; writeMax: number; flushMin: number; flushMax: number }
+export const DEFAULT_LATENCY: LatencyTicks = { readMin: 1, readMax: 4, writeMin: 1, writeMax: 4, flushMin: 2, flushMax: 6 };
+
+type Scheduler = (callback: () => void) => void;
+
+function defaultScheduler(): Scheduler {
+  if (typeof setImmediate === "function") return (callback) => setImmediate(callback);
+  const channel = new MessageChannel();
+  const queue: (() => void)[] = [];
+  channel.port1.onmessage = () => queue.shift()?.();
+  return (callback) => {
+    queue.push(callback);
+    channel.port2.postMessage(null);
+  };
+}
+
+/** The device's request queue: dispatch, complete in due order, flush, power cut. */
+export class Device {
+  /** Device time in ticks. */
+  now = 0;
+  private readonly inflight: InFlight[] = [];
+  private readonly later: (() => void)[] = [];
+  private order = 0;
+  private pumpScheduled = false;
+  private flushing = false;
+  private flushWaiters: ((status: number) => void)[] = [];
+  private readonly schedule: Scheduler = defaultScheduler();
+  /** Called when the device becomes idle (nothing in flight, nothing deferred). */
+  onIdle: (() => void) | undefined;
+
+  constructor(
+    private readonly core: CoreExports,
+    private readonly prng: Prng,
+    private readonly tracer: Tracer,
+    private readonly writeCache: boolean,
+    private readonly latency: LatencyTicks = DEFAULT_LATENCY,
+  ) {}
+
+  /** Requests dispatched and not yet completed. */
+  get inflightCount(): number {
+    return this.inflight.length;
+  }
+
+  get idle(): boolean {
+    return this.inflight.length === 0 && this.later.length === 0;
+  }
+
+  /** Runs `callback` from the completion path (never on the caller's stack). */
+  defer(callback: () => void): void {
+    this.later.push(callback);
+    this.kick();
+  }
+
+  /** Hands a request to the device (trace D); it completes after its latency. */
+  dispatch(request: DeviceRequest): void {
+    const flushMark = request.kind === "flush" ? this.core.dev_flush_mark() >>> 0 : 0;
+    this.tracer.emit("D", request.kind, request.sector, request.sectors, request.flags, this.now);
+    const [min, max] = request.kind === "read" ? [this.latency.readMin, this.latency.readMax]
+      : request.kind === "write" ? [this.latency.writeMin, this.latency.writeMax]
+      : [this.latency.flushMin, this.latency.flushMax];
+    this.inflight.push({ request, dueTick: this.now + this.prng.between(min, max), order: this.order++, flushMark });
+    this.kick();
+  }
+
+  /**
+   * Asks for a cache flush. Without a volatile cache it completes with no device operation.
+   * Requests that arrive while a flush is in flight are all served by the next one.
+   * see: block/blk-flush.c
+   */
+  requestFlush(done: (status: number) => void): void {
+    if (!this.writeCache) {
+      this.defer(() => done(0));
+      return;
+    }
+    this.flushWaiters.push(done);
+    if (!this.flushing) this.startFlush();
+  }
+
+  private startFlush(): void {
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    this.flushing = true;
+    this.dispatch({
+      kind: "flush", sector: 0, sectors: 0, bvecIndex: 0, bvecDone: 0, fua: false, flags: [],
+      done: (status) => {
+        this.flushing = false;
+        // Whoever arrived during this flush is served by a new one, issued now.
+        if (this.flushWaiters.length > 0) this.startFlush();
+        for (const waiter of waiters) waiter(status);
+      },
+    });
+  }
+
+  private kick(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    this.schedule(() => this.pump());
+  }
+
+  /** Moves the clock to the next due request and completes every request due by then. */
+  private pump(): void {
+    this.pumpScheduled = false;
+    const deferred = this.later.splice(0);
+    for (const callback of deferred) callback();
+    if (this.inflight.length > 0) {
+      let nextTick = Infinity;
+      for (const entry of this.inflight) nextTick = Math.min(nextTick, entry.dueTick);
+      this.now = nextTick;
+      const ready = this.inflight.filter((entry) => entry.dueTick <= this.now);
+      ready.sort((a, b) => a.dueTick - b.dueTick || a.order - b.order);
+      for (let i = this.inflight.length - 1; i >= 0; i--) {
+        if (this.inflight[i].dueTick <= this.now) this.inflight.splice(i, 1);
+      }
+      // Data moves for the whole batch first, then completions run: a completion that submits
+      // more IO joins a later batch.
+      const statuses = ready.map((entry) => this.perform(entry));
+      ready.forEach((entry, i) => {
+        const { request } = entry;
+        this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, statuses[i]);
+        request.done(statuses[i]);
+      });
+    }
+    if (this.inflight.length > 0 || this.later.length > 0) this.kick();
+    else this.onIdle?.();
+  }
+
+  private perform(entry: InFlight): number {
+    const { request } = entry;
+    switch (request.kind) {
+      case "write":
+        return this.core.dev_write(request.sector, request.sectors, request.bvecIndex, request.bvecDone, request.fua ? 1 : 0);
+      case "read":
+        return this.core.dev_read(request.sector, request.sectors, request.bvecIndex, request.bvecDone);
+      case "flush":
+        this.core.dev_flush_commit(entry.flushMark);
+        return 0;
+    }
+  }
+
+  /**
+   * A power cut. Cached writes and writes in flight reach the media or not, by the seed (whole
+   * writes, or sector by sector when `torn`); every request in flight then fails with -EIO.
+   */
+  powerCut(seed: number, torn: boolean): void {
+    this.core.dev_crash_cache(seed >>> 0, torn ? 1 : 0);
+    const lost = this.inflight.splice(0);
+    for (const { request } of lost) {
+      if (request.kind === "write") {
+        this.core.dev_crash_inflight(request.sector, request.sectors, request.bvecIndex, request.bvecDone, seed >>> 0, torn ? 1 : 0);
+      }
+    }
+    this.flushing = false;
+    const waiters = this.flushWaiters.splice(0);
+    for (const { request } of lost) {
+      this.defer(() => {
+        this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, -ERRNO.EIO);
+        request.done(-ERRNO.EIO);
+      });
+    }
+    for (const waiter of waiters) this.defer(() => waiter(-ERRNO.EIO));
+  }
+}

@@ -1,0 +1,287 @@
+// Disk: one emulated disk in one shared WebAssembly memory: limits, IO-buffer arena, the block
+// layer's entry, the device with its volatile cache, power cuts, tracing and statistics.
+import { DioError } from "./errors.js";
+import { validateLimits, type QueueLimits } from "./limits.js";
+import {
+  CTRL, FEATURE_FUA, FEATURE_WRITE_CACHE, LAYOUT_BASE, BVEC_CAPACITY, PIECE_CAPACITY,
+  BATCH_CAPACITY, planRegions, type RegionPlan,
+} from "./layout.js";
+import { instantiateCore, type CoreExports } from "./core.js";
+import { RangeAllocator } from "./ranges.js";
+import { Prng } from "./prng.js";
+import { Tracer, type Trace } from "./trace.js";
+import { Device, DEFAULT_LATENCY, type LatencyTicks } from "./device.js";
+import { BlockQueue } from "./block.js";
+import { SECTOR_BYTES } from "./constants.js";
+
+export type { QueueLimits } from "./limits.js";
+
+/** Options of Disk.create() (API.md), plus dioemu's own sizing knobs. */
+export interface DiskOptions {
+  /** Bytes, a multiple of logicalBlockSize. */
+  size: number;
+  logicalBlockSize?: 512 | 1024 | 2048 | 4096;
+  physicalBlockSize?: number;
+  writeCache?: boolean;
+  fua?: boolean;
+  limits?: Partial<QueueLimits>;
+  backing?: "memory" | { path: string };
+  executor?: "worker" | "inline";
+  seed?: number;
+  /** Capacity of the volatile write cache in bytes (rounded down to a power of two of 4 KiB
+   *  lines); when it is full the oldest cached data is destaged. Default min(32 MiB, size). */
+  cacheBytes?: number;
+  /** Size of the IO-buffer arena that alloc() hands out. Default 16 MiB. */
+  arenaBytes?: number;
+  /** Device latency in virtual ticks. */
+  latency?: Partial<LatencyTicks>;
+}
+
+/** Counters since the disk was created (API.md). */
+export interface DiskStats {
+  bios: number;
+  splits: number;
+  flushes: number;
+  fuaWrites: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Bytes of cached versions not yet durable. */
+  dirtyBytes: number;
+}
+
+const CREATE = "Disk.create";
+const DEFAULT_CACHE_BYTES_MAX = 32 << 20;
+const MIN_CACHE_BYTES = 16 << 10;
+const DEFAULT_ARENA_BYTES = 16 << 20;
+
+function invalid(syscall: string, message: string): DioError {
+  return new DioError("EINVAL", syscall, message);
+}
+
+function checkSize(size: unknown, logicalBlockSize: number): number {
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
+    throw invalid(CREATE, `size ${String(size)} must be a positive integer number of bytes`);
+  }
+  if (size % logicalBlockSize !== 0) {
+    throw invalid(CREATE, `size ${size} is not a multiple of the ${logicalBlockSize}-byte logical block size`);
+  }
+  return size;
+}
+
+function checkBytes(name: string, value: unknown, min: number): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value % 4096 !== 0) {
+    throw invalid(CREATE, `${name} ${String(value)} must be a multiple of 4096 and at least ${min}`);
+  }
+  return value;
+}
+
+function sharedMemoryAvailable(): boolean {
+  return typeof SharedArrayBuffer !== "undefined" && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
+}
+
+/** One emulated disk. Create with Disk.create(). */
+export class Disk {
+  readonly size: number;
+  readonly limits: Readonly<QueueLimits>;
+  readonly seed: number;
+  readonly executor: "worker" | "inline";
+  /** @internal The block layer's entry: submitBio(). Not public API. */
+  readonly queue: BlockQueue;
+  /** @internal */
+  readonly memory: WebAssembly.Memory;
+  /** @internal */
+  readonly core: CoreExports;
+  /** @internal */
+  readonly device: Device;
+  /** @internal */
+  readonly plan: RegionPlan;
+  private readonly arena: RangeAllocator;
+  private readonly tracer: Tracer;
+  private readonly prng: Prng;
+  private readonly statView: BigUint64Array;
+  private closed = false;
+  private crashes = 0;
+
+  private constructor(init: {
+    size: number; limits: QueueLimits; seed: number; executor: "worker" | "inline"; memory: WebAssembly.Memory;
+    core: CoreExports; plan: RegionPlan; latency: LatencyTicks;
+  }) {
+    this.size = init.size;
+    this.limits = Object.freeze({ ...init.limits });
+    this.seed = init.seed;
+    this.executor = init.executor;
+    this.memory = init.memory;
+    this.core = init.core;
+    this.plan = init.plan;
+    this.prng = new Prng(init.seed);
+    this.tracer = new Tracer();
+    this.arena = new RangeAllocator(init.plan.arenaBase, init.plan.arenaBytes);
+    this.device = new Device(init.core, this.prng, this.tracer, init.limits.writeCache, init.latency);
+    this.queue = new BlockQueue(init.core, init.memory, this.device, this.tracer, this.limits,
+      { base: init.plan.arenaBase, end: init.plan.arenaBase + init.plan.arenaBytes },
+      { bvecBase: init.plan.bvecBase, bvecCapacity: BVEC_CAPACITY, pieceBase: init.plan.pieceBase });
+    this.statView = new BigUint64Array(init.memory.buffer, LAYOUT_BASE + CTRL.STAT_BIOS, 8);
+  }
+
+  /** Creates a disk per `opts`: limits validated as Linux does, memory laid out, core loaded. */
+  static async create(opts: DiskOptions): Promise<Disk> {
+    if (opts === null || typeof opts !== "object") throw invalid(CREATE, "options must be an object with a size");
+    if (opts.backing !== undefined && opts.backing !== "memory") {
+      throw new DioError("ENOTSUP", CREATE, "file backing is not available yet: only backing \"memory\" is supported");
+    }
+    if (opts.executor !== undefined && opts.executor !== "worker" && opts.executor !== "inline") {
+      throw invalid(CREATE, `executor ${String(opts.executor)} must be "worker" or "inline"`);
+    }
+    const seed = opts.seed ?? 1;
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw invalid(CREATE, `seed ${String(seed)} must be an integer in 0..4294967295`);
+    const limits = validateLimits(opts.limits, {
+      logicalBlockSize: opts.logicalBlockSize, physicalBlockSize: opts.physicalBlockSize,
+      writeCache: opts.writeCache, fua: opts.fua,
+    });
+    const size = checkSize(opts.size, limits.logicalBlockSize);
+    const cacheBytes = limits.writeCache
+      ? checkBytes("cacheBytes", opts.cacheBytes ?? Math.max(MIN_CACHE_BYTES, Math.min(DEFAULT_CACHE_BYTES_MAX, size - (size % 4096))), MIN_CACHE_BYTES)
+      : 0;
+    const arenaBytes = checkBytes("arenaBytes", opts.arenaBytes ?? DEFAULT_ARENA_BYTES, 4096);
+    const plan = planRegions(size, cacheBytes, arenaBytes);
+    if (plan === null) {
+      throw invalid(CREATE, `size ${size} with a ${cacheBytes}-byte cache and a ${arenaBytes}-byte arena cannot fit in wasm32 memory (4 GiB in all)`);
+    }
+    const latency = { ...DEFAULT_LATENCY, ...opts.latency };
+    for (const [name, value] of Object.entries(latency)) {
+      if (!Number.isInteger(value) || value < 0) throw invalid(CREATE, `latency.${name} ${String(value)} must be a non-negative integer`);
+    }
+    if (latency.readMin > latency.readMax || latency.writeMin > latency.writeMax || latency.flushMin > latency.flushMax) {
+      throw invalid(CREATE, "latency minimums must not exceed their maximums");
+    }
+    const shared = sharedMemoryAvailable();
+    let memory: WebAssembly.Memory;
+    try {
+      memory = new WebAssembly.Memory({ initial: plan.pages, maximum: plan.pages, shared } as WebAssembly.MemoryDescriptor);
+    } catch (error) {
+      throw new DioError("ENOMEM", CREATE, `cannot reserve ${plan.pages * 64} KiB of memory for the disk (${(error as Error).message})`);
+    }
+    const core = await instantiateCore(memory);
+    writeControlBlock(memory, plan, size, limits);
+    const status = core.core_init();
+    if (status !== 0) throw new Error(`dioemu: the core refused the control block (${status})`);
+    return new Disk({ size, limits, seed, executor: opts.executor ?? (shared ? "worker" : "inline"), memory, core, plan, latency });
+  }
+
+  /** Opens an existing image file. File backing arrives with its own issue. */
+  static async open(path: string, _opts?: Partial<DiskOptions>): Promise<Disk> {
+    throw new DioError("ENOTSUP", "Disk.open", `cannot open ${path}: file-backed disks are not available yet`);
+  }
+
+  private checkOpen(syscall: string): void {
+    if (this.closed) throw new DioError("EIO", syscall, "the disk is closed");
+  }
+
+  /** An IO buffer of `size` bytes in the emulator's memory, aligned to `align` (default 4096), zeroed. */
+  alloc(size: number, align = 4096): Uint8Array {
+    this.checkOpen("alloc");
+    if (!Number.isSafeInteger(size) || size <= 0) throw invalid("alloc", `size ${String(size)} must be a positive integer`);
+    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0 || align > 1 << 20) {
+      throw invalid("alloc", `align ${String(align)} must be a power of two up to 1 MiB`);
+    }
+    const start = this.arena.allocate(size, align);
+    if (start < 0) {
+      throw new DioError("ENOMEM", "alloc", `no room for ${size} bytes aligned to ${align} in the ${this.plan.arenaBytes}-byte IO-buffer arena (${this.arena.used} bytes in use); free buffers or raise arenaBytes`);
+    }
+    const buf = new Uint8Array(this.memory.buffer, start, size);
+    buf.fill(0);
+    return buf;
+  }
+
+  /** Returns a buffer from alloc(). A foreign or already-freed buffer is EINVAL, never a corruption. */
+  free(buf: Uint8Array): void {
+    this.checkOpen("free");
+    if (!(buf instanceof Uint8Array) || buf.buffer !== this.memory.buffer) {
+      throw invalid("free", "the buffer was not allocated by this disk's alloc()");
+    }
+    const size = this.arena.sizeOf(buf.byteOffset);
+    if (size === undefined || size !== buf.byteLength) {
+      throw invalid("free", `no live allocation of ${buf.byteLength} bytes starts at address ${buf.byteOffset} (already freed, or a sub-view)`);
+    }
+    this.arena.release(buf.byteOffset);
+  }
+
+  /** Starts a blktrace-style recording of the block layer. */
+  startTrace(): Trace {
+    return this.tracer.start();
+  }
+
+  /**
+   * A power cut. For each sector written since it was last made durable, the device keeps the
+   * durable version or a later one, by the seed; with `torn`, a write in flight or in the cache may
+   * survive for some sectors and not others. Requests in flight fail with EIO.
+   */
+  async crash(opts: { torn?: boolean } = {}): Promise<void> {
+    this.checkOpen("crash");
+    this.crashes++;
+    const seed = (this.seed * 0x9e3779b1 + this.crashes * 0x85ebca6b + this.prng.nextU32()) >>> 0;
+    this.device.powerCut(seed, opts.torn === true);
+  }
+
+  /** Counters since creation. */
+  stats(): DiskStats {
+    const at = (field: number): number => Number(Atomics.load(this.statView, (field - CTRL.STAT_BIOS) / 8));
+    return {
+      bios: at(CTRL.STAT_BIOS), splits: at(CTRL.STAT_SPLITS), flushes: at(CTRL.STAT_FLUSHES),
+      fuaWrites: at(CTRL.STAT_FUA_WRITES), bytesRead: at(CTRL.STAT_BYTES_READ),
+      bytesWritten: at(CTRL.STAT_BYTES_WRITTEN), dirtyBytes: at(CTRL.STAT_DIRTY_BYTES),
+    };
+  }
+
+  /** Waits for IO in flight, then releases the disk; nothing keeps the process alive after. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    while (!this.device.idle) {
+      await new Promise<void>((resolve) => { this.device.onIdle = resolve; });
+    }
+    this.device.onIdle = undefined;
+    this.closed = true;
+  }
+
+  /** @internal A copy of the image's bytes as reads see them now, for tools and tests. */
+  async readSectors(sector: number, sectors: number): Promise<Uint8Array> {
+    const buf = this.alloc(sectors * SECTOR_BYTES);
+    try {
+      const status = await this.queue.submitBioWait({ op: "read", sector, segments: [{ buf }] });
+      if (status !== 0) throw DioError.fromErrno(status, "pread", `reading ${sectors} sectors at sector ${sector} failed`);
+      return buf.slice();
+    } finally {
+      this.free(buf);
+    }
+  }
+}
+
+function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: number, limits: QueueLimits): void {
+  const ctrl = new DataView(memory.buffer, LAYOUT_BASE);
+  const put = (field: number, value: number): void => ctrl.setUint32(field, value >>> 0, true);
+  put(CTRL.IMAGE_BASE, plan.imageBase);
+  put(CTRL.IMAGE_BYTES, size);
+  put(CTRL.SECTOR_COUNT, size / SECTOR_BYTES);
+  put(CTRL.LOGICAL_BLOCK, limits.logicalBlockSize);
+  put(CTRL.PHYSICAL_BLOCK, limits.physicalBlockSize);
+  put(CTRL.MAX_SECTORS, limits.maxSectors);
+  put(CTRL.MAX_SEGMENTS, limits.maxSegments);
+  put(CTRL.MAX_SEGMENT_SIZE, limits.maxSegmentSize);
+  put(CTRL.SEG_BOUNDARY_MASK, limits.segBoundaryMask);
+  put(CTRL.VIRT_BOUNDARY_MASK, limits.virtBoundaryMask);
+  put(CTRL.CHUNK_SECTORS, limits.chunkSectors);
+  put(CTRL.FEATURES, (limits.writeCache ? FEATURE_WRITE_CACHE : 0) | (limits.fua ? FEATURE_FUA : 0));
+  put(CTRL.BVEC_BASE, plan.bvecBase);
+  put(CTRL.BVEC_CAPACITY, BVEC_CAPACITY);
+  put(CTRL.PIECE_BASE, plan.pieceBase);
+  put(CTRL.PIECE_CAPACITY, PIECE_CAPACITY);
+  put(CTRL.BATCH_BASE, plan.batchBase);
+  put(CTRL.BATCH_CAPACITY, BATCH_CAPACITY);
+  put(CTRL.CACHE_HEADER_BASE, plan.cacheHeaderBase);
+  put(CTRL.CACHE_DATA_BASE, plan.cacheDataBase);
+  put(CTRL.CACHE_SLOTS, plan.cacheSlots);
+  put(CTRL.CACHE_INDEX_BASE, plan.cacheIndexBase);
+  put(CTRL.CACHE_INDEX_SLOTS, plan.cacheIndexSlots);
+  put(CTRL.ARENA_BASE, plan.arenaBase);
+  put(CTRL.ARENA_BYTES, plan.arenaBytes);
+}

@@ -1,0 +1,6 @@
+// The package root: everything users import from "dioemu".
+export * from "./constants.js";
+export { DioError, ERRNO, errnoName } from "./errors.js";
+export { Disk, type DiskOptions, type DiskStats, type QueueLimits } from "./disk.js";
+export { formatBlkparse, formatRecord, type Trace, type TraceRecord } from "./trace.js";
+export { validateLimits } from "./limits.js";

@@ -1,0 +1,115 @@
+// The host's view of the shared-memory map drawn in assembly/layout.ts: field offsets, record
+// sizes, and the plan that places the regions for one disk. checkLayout() compares this view
+// with the core's at load time.
+
+export const LAYOUT_MAGIC = 0x454f4944;
+export const LAYOUT_VERSION = 1;
+export const LAYOUT_BASE = 65536;
+export const CTRL_BYTES = 4096;
+
+export const CTRL = {
+  MAGIC: 0, VERSION: 4, IMAGE_BASE: 8, IMAGE_BYTES: 12, SECTOR_COUNT: 16, LOGICAL_BLOCK: 20,
+  PHYSICAL_BLOCK: 24, MAX_SECTORS: 28, MAX_SEGMENTS: 32, MAX_SEGMENT_SIZE: 36,
+  SEG_BOUNDARY_MASK: 40, VIRT_BOUNDARY_MASK: 44, CHUNK_SECTORS: 48, FEATURES: 52, BVEC_BASE: 56,
+  BVEC_CAPACITY: 60, PIECE_BASE: 64, PIECE_CAPACITY: 68, CACHE_HEADER_BASE: 72,
+  CACHE_DATA_BASE: 76, CACHE_SLOTS: 80, CACHE_INDEX_BASE: 84, CACHE_INDEX_SLOTS: 88,
+  CACHE_HEAD: 92, CACHE_TAIL: 96, DEVICE_LOCK: 100, ARENA_BASE: 104, ARENA_BYTES: 108,
+  BATCH_BASE: 112, BATCH_CAPACITY: 116, NEXT_WRITE_ID: 120,
+  STAT_BIOS: 128, STAT_SPLITS: 136, STAT_FLUSHES: 144, STAT_FUA_WRITES: 152,
+  STAT_BYTES_READ: 160, STAT_BYTES_WRITTEN: 168, STAT_DIRTY_BYTES: 176, STAT_DESTAGED_BYTES: 184,
+} as const;
+
+export const FEATURE_WRITE_CACHE = 1;
+export const FEATURE_FUA = 2;
+
+export const BVEC_SIZE = 8;
+export const PIECE_SIZE = 16;
+export const ENTRY_SIZE = 16;
+export const INDEX_SIZE = 8;
+export const BATCH_SIZE = 32;
+export const BATCH = { OP: 0, FLAGS: 4, SECTOR: 8, BVEC_INDEX: 12, BVEC_COUNT: 16, BYTES: 20, STATUS: 24 } as const;
+export const LINE_BYTES = 4096;
+
+export const OP_READ = 0;
+export const OP_WRITE = 1;
+export const OP_FLUSH = 2;
+export const BIO_SYNC = 1;
+export const BIO_FUA = 2;
+export const BIO_PREFLUSH = 4;
+export const BIO_NOWAIT = 8;
+export const BIO_ATOMIC = 16;
+
+/** The core's layout_value(i) must equal these, in this order; a mismatch names the field. */
+export const LAYOUT_FIELDS: readonly [string, number | "below-base"][] = [
+  ["LAYOUT_MAGIC", LAYOUT_MAGIC], ["LAYOUT_VERSION", LAYOUT_VERSION], ["LAYOUT_BASE", LAYOUT_BASE],
+  ["CTRL_BYTES", CTRL_BYTES], ["CTRL_IMAGE_BASE", CTRL.IMAGE_BASE],
+  ["CTRL_SECTOR_COUNT", CTRL.SECTOR_COUNT], ["CTRL_FEATURES", CTRL.FEATURES],
+  ["CTRL_BVEC_BASE", CTRL.BVEC_BASE], ["CTRL_PIECE_BASE", CTRL.PIECE_BASE],
+  ["CTRL_CACHE_HEAD", CTRL.CACHE_HEAD], ["CTRL_CACHE_TAIL", CTRL.CACHE_TAIL],
+  ["CTRL_DEVICE_LOCK", CTRL.DEVICE_LOCK], ["CTRL_ARENA_BASE", CTRL.ARENA_BASE],
+  ["CTRL_BATCH_BASE", CTRL.BATCH_BASE], ["CTRL_STAT_BIOS", CTRL.STAT_BIOS],
+  ["CTRL_STAT_DIRTY_BYTES", CTRL.STAT_DIRTY_BYTES],
+  ["CTRL_STAT_DESTAGED_BYTES", CTRL.STAT_DESTAGED_BYTES], ["BVEC_SIZE", BVEC_SIZE],
+  ["PIECE_SIZE", PIECE_SIZE], ["ENTRY_SIZE", ENTRY_SIZE], ["INDEX_SIZE", INDEX_SIZE],
+  ["BATCH_SIZE", BATCH_SIZE], ["LINE_BYTES", LINE_BYTES], ["CTRL_NEXT_WRITE_ID", CTRL.NEXT_WRITE_ID],
+  ["__heap_base", "below-base"],
+];
+
+/** Capacities fixed at setup (STYLE: a limit on everything). */
+export const BVEC_CAPACITY = 65536;
+export const PIECE_CAPACITY = 32768;
+export const BATCH_CAPACITY = 1024;
+/** The largest bio the block layer accepts, in bytes, and its most segments (BIO_MAX_VECS). */
+export const BIO_BYTES_MAX = 16 << 20;
+export const BIO_VECS_MAX = 256;
+
+const WASM_PAGE_BYTES = 65536;
+const WASM_PAGES_MAX = 65536;
+
+export interface RegionPlan {
+  bvecBase: number; pieceBase: number; batchBase: number;
+  cacheHeaderBase: number; cacheDataBase: number; cacheSlots: number;
+  cacheIndexBase: number; cacheIndexSlots: number;
+  arenaBase: number; arenaBytes: number;
+  imageBase: number; imageBytes: number;
+  totalBytes: number; pages: number;
+}
+
+function alignUp(value: number, alignment: number): number {
+  return Math.ceil(value / alignment) * alignment;
+}
+
+/** The largest power of two ≤ value (value ≥ 1). */
+export function powerOfTwoFloor(value: number): number {
+  return 2 ** Math.floor(Math.log2(value));
+}
+
+/**
+ * Places every region for a disk of `imageBytes` with a cache of `cacheBytes` (0 = no cache)
+ * and an IO-buffer arena of `arenaBytes`. Returns null when it does not fit in wasm32 memory.
+ */
+export function planRegions(imageBytes: number, cacheBytes: number, arenaBytes: number): RegionPlan | null {
+  let at = LAYOUT_BASE + CTRL_BYTES;
+  const take = (bytes: number, alignment = 4096): number => {
+    const base = alignUp(at, alignment);
+    at = base + bytes;
+    return base;
+  };
+  const cacheSlots = cacheBytes > 0 ? powerOfTwoFloor(cacheBytes / LINE_BYTES) : 0;
+  const cacheIndexSlots = cacheSlots * 2;
+  const bvecBase = take(BVEC_CAPACITY * BVEC_SIZE);
+  const pieceBase = take(PIECE_CAPACITY * PIECE_SIZE);
+  const batchBase = take(BATCH_CAPACITY * BATCH_SIZE);
+  const cacheHeaderBase = take(cacheSlots * ENTRY_SIZE);
+  const cacheIndexBase = take(cacheIndexSlots * INDEX_SIZE);
+  const cacheDataBase = take(cacheSlots * LINE_BYTES);
+  const arenaBase = take(arenaBytes);
+  const imageBase = take(imageBytes);
+  const totalBytes = at;
+  const pages = Math.ceil(totalBytes / WASM_PAGE_BYTES);
+  if (pages > WASM_PAGES_MAX || imageBase + imageBytes > 2 ** 32) return null;
+  return {
+    bvecBase, pieceBase, batchBase, cacheHeaderBase, cacheDataBase, cacheSlots, cacheIndexBase,
+    cacheIndexSlots, arenaBase, arenaBytes, imageBase, imageBytes, totalBytes, pages,
+  };
+}

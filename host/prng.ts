@@ -1,0 +1,25 @@
+// The one seeded PRNG that drives every random choice of a disk (latency, crash survivors).
+
+/** sfc32-free, tiny and fast: a 32-bit mulberry generator, fully determined by its seed. */
+export class Prng {
+  private state: number;
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+  /** A uniform 32-bit unsigned integer. */
+  nextU32(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  }
+  /** A uniform integer in [min, max]. */
+  between(min: number, max: number): number {
+    return min + (this.nextU32() % (max - min + 1));
+  }
+  /** A uniform float in [0, 1). */
+  next(): number {
+    return this.nextU32() / 2 ** 32;
+  }
+}
