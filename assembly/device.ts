@@ -30,18 +30,20 @@ function unlockDevice(): void {
   atomic.store<u32>(ctrlAddr(CTRL_DEVICE_LOCK), 0);
 }
 
+// The device's counters change only under the device lock, so a plain add is whole; readers on
+// other threads use an atomic load of the aligned u64, which a plain aligned store never tears.
 @inline function statAdd(field: u32, value: u64): void {
-  // Counters are read by any thread without the lock; an atomic add keeps them whole.
-  atomic.add<u64>(ctrlAddr(field), value);
+  store<u64>(ctrlAddr(field), load<u64>(ctrlAddr(field)) + value);
 }
 @inline function statSub(field: u32, value: u64): void {
-  atomic.sub<u64>(ctrlAddr(field), value);
+  store<u64>(ctrlAddr(field), load<u64>(ctrlAddr(field)) - value);
 }
 
-/** A fresh id for one write request: the unit a non-torn power cut keeps or loses. */
+/** A fresh id for one write request (the unit a non-torn power cut keeps or loses); under the lock. */
 function nextWriteId(): u32 {
-  // Relaxed would do: ids only need to be unique, and the add is atomic across threads.
-  return atomic.add<u32>(ctrlAddr(CTRL_NEXT_WRITE_ID), 1) + 1;
+  const id = load<u32>(ctrlAddr(CTRL_NEXT_WRITE_ID)) + 1;
+  store<u32>(ctrlAddr(CTRL_NEXT_WRITE_ID), id);
+  return id;
 }
 
 // ---- the log ----------------------------------------------------------------------------------
@@ -167,7 +169,6 @@ function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void
   store<u32>(indexSlotAddr(slot) + INDEX_LINE, line);
   store<u32>(indexSlotAddr(slot) + INDEX_POS, pos);
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), pos + 1);
-  statAdd(CTRL_STAT_DIRTY_BYTES, <u64>count << SECTOR_SHIFT);
 }
 
 /** Clears the sectors of `mask` from every cached version of `line` (a newer durable copy wins). */
@@ -239,11 +240,11 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
       appendLine(s / SECTORS_PER_LINE, inLine, count, writeId);
       s += count;
     }
+    statAdd(CTRL_STAT_DIRTY_BYTES, <u64>(s - sector) << SECTOR_SHIFT);
   }
+  if (!iterFault) statAdd(CTRL_STAT_BYTES_WRITTEN, <u64>sectors << SECTOR_SHIFT);
   unlockDevice();
-  if (iterFault) return -EIO;
-  statAdd(CTRL_STAT_BYTES_WRITTEN, <u64>sectors << SECTOR_SHIFT);
-  return 0;
+  return iterFault ? -EIO : 0;
 }
 
 /** Completes one read request: the newest version of each sector goes to the bvec cursor. */
@@ -275,18 +276,17 @@ export function deviceRead(sector: u32, sectors: u32, index: u32, done: u32): i3
       s += count;
     }
   }
+  if (!iterFault) statAdd(CTRL_STAT_BYTES_READ, <u64>sectors << SECTOR_SHIFT);
   unlockDevice();
-  if (iterFault) return -EIO;
-  statAdd(CTRL_STAT_BYTES_READ, <u64>sectors << SECTOR_SHIFT);
-  return 0;
+  return iterFault ? -EIO : 0;
 }
 
 /** Issues a cache flush: returns the log position it covers (every write completed so far). */
 export function flushMark(): u32 {
   lockDevice();
   const mark = cacheHead();
-  unlockDevice();
   statAdd(CTRL_STAT_FLUSHES, 1);
+  unlockDevice();
   return mark;
 }
 
@@ -332,7 +332,7 @@ export function crashCache(seed: u32, torn: bool): void {
   }
   store<u32>(ctrlAddr(CTRL_CACHE_TAIL), head);
   indexClear();
-  atomic.store<u64>(ctrlAddr(CTRL_STAT_DIRTY_BYTES), 0);
+  store<u64>(ctrlAddr(CTRL_STAT_DIRTY_BYTES), 0);
   unlockDevice();
 }
 
@@ -342,9 +342,9 @@ export function crashCache(seed: u32, torn: bool): void {
  */
 export function crashInflightWrite(sector: u32, sectors: u32, index: u32, done: u32, seed: u32, torn: bool): i32 {
   if (!rangeValid(sector, sectors)) return -EINVAL;
-  const writeId = nextWriteId();
   iterStart(index, done);
   lockDevice();
+  const writeId = nextWriteId();
   for (let i: u32 = 0; i < sectors && !iterFault; i++) {
     if (survives(seed, writeId, sector + i, torn)) iterCopyOut(sectorAddr(sector + i), SECTOR_BYTES);
     else iterSkip(SECTOR_BYTES);

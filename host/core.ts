@@ -20,6 +20,7 @@ export interface CoreExports {
   dev_crash_cache(seed: number, torn: number): void;
   dev_crash_inflight(sector: number, sectors: number, index: number, done: number, seed: number, torn: number): number;
   blk_run_batch(first: number, count: number, pieceSlot: number): number;
+  bench_copy(dst: number, src: number, bytes: number, count: number, wrapBytes: number): void;
 }
 
 let modulePromise: Promise<WebAssembly.Module> | undefined;
