@@ -23,10 +23,13 @@ export interface CoreExports {
   bench_copy(dst: number, src: number, bytes: number, count: number, wrapBytes: number): void;
 }
 
-let modulePromise: Promise<WebAssembly.Module> | undefined;
+const modulePromises = new Map<string, Promise<WebAssembly.Module>>();
 
-async function readCoreBytes(): Promise<Uint8Array> {
-  const url = new URL("../../build/core.wasm", import.meta.url);
+/** The core built for shared memory (threads), and the one for a plain memory (no isolation). */
+const CORE_FILES = { shared: "core.wasm", unshared: "core.unshared.wasm" } as const;
+
+async function readCoreBytes(file: string): Promise<Uint8Array> {
+  const url = new URL(`../../build/${file}`, import.meta.url);
   if (url.protocol === "file:") {
     const { readFile } = await import("node:fs/promises");
     try {
@@ -41,9 +44,14 @@ async function readCoreBytes(): Promise<Uint8Array> {
 }
 
 /** The compiled core, compiled once per process (or worker) and shared by every disk. */
-export function loadCoreModule(): Promise<WebAssembly.Module> {
-  modulePromise ??= readCoreBytes().then((bytes) => WebAssembly.compile(bytes as BufferSource));
-  return modulePromise;
+export function loadCoreModule(shared = true): Promise<WebAssembly.Module> {
+  const file = shared ? CORE_FILES.shared : CORE_FILES.unshared;
+  let promise = modulePromises.get(file);
+  if (promise === undefined) {
+    promise = readCoreBytes(file).then((bytes) => WebAssembly.compile(bytes as BufferSource));
+    modulePromises.set(file, promise);
+  }
+  return promise;
 }
 
 /**
@@ -65,9 +73,10 @@ export function checkLayout(core: Pick<CoreExports, "layout_field_count" | "layo
   });
 }
 
-/** Instantiates the core over `memory` and checks its layout. */
+/** Instantiates the core over `memory` (shared or not) and checks its layout. */
 export async function instantiateCore(memory: WebAssembly.Memory): Promise<CoreExports> {
-  const module = await loadCoreModule();
+  const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+  const module = await loadCoreModule(shared);
   const { exports } = loader.instantiateSync<Record<string, unknown>>(module, {
     env: {
       memory,

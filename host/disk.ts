@@ -35,6 +35,9 @@ export interface DiskOptions {
   arenaBytes?: number;
   /** Device latency in virtual ticks. */
   latency?: Partial<LatencyTicks>;
+  /** Use a SharedArrayBuffer-backed memory. Default: where available (Node; cross-origin
+   *  isolated pages). false forces a plain memory and the inline executor. */
+  sharedMemory?: boolean;
 }
 
 /** Counters since the disk was created (API.md). */
@@ -154,7 +157,16 @@ export class Disk {
     if (latency.readMin > latency.readMax || latency.writeMin > latency.writeMax || latency.flushMin > latency.flushMax) {
       throw invalid(CREATE, "latency minimums must not exceed their maximums");
     }
-    const shared = sharedMemoryAvailable();
+    if (opts.sharedMemory !== undefined && typeof opts.sharedMemory !== "boolean") {
+      throw invalid(CREATE, `sharedMemory ${String(opts.sharedMemory)} must be a boolean`);
+    }
+    const shared = opts.sharedMemory ?? sharedMemoryAvailable();
+    if (shared && !sharedMemoryAvailable()) {
+      throw new DioError("ENOTSUP", CREATE, "sharedMemory: true needs SharedArrayBuffer (a cross-origin isolated page)");
+    }
+    if (!shared && opts.executor === "worker") {
+      throw new DioError("ENOTSUP", CREATE, "executor \"worker\" needs shared memory; use \"inline\"");
+    }
     let memory: WebAssembly.Memory;
     try {
       memory = new WebAssembly.Memory({ initial: plan.pages, maximum: plan.pages, shared } as WebAssembly.MemoryDescriptor);

@@ -208,4 +208,17 @@ test("the host refuses a core whose layout differs, naming the field", async () 
   assert.throws(() => checkLayout(fewer), /3 fields/);
 });
 
+test("without shared memory the same core runs over a plain memory, inline", async () => {
+  const disk = await Disk.create({ size: 1 << 20, arenaBytes: 1 << 20, sharedMemory: false });
+  assert.is(disk.executor, "inline");
+  assert.not.ok(disk.memory.buffer instanceof SharedArrayBuffer);
+  const buf = disk.alloc(8192);
+  buf.fill(9);
+  assert.is(await disk.queue.submitBioWait({ op: "write", sector: 16, segments: [{ buf }], flags: ["FUA"] }), 0);
+  const back = await disk.readSectors(16, 16);
+  assert.ok(back.every((x) => x === 9));
+  await disk.close();
+  await expectError(Disk.create({ size: 1 << 20, sharedMemory: false, executor: "worker" }), "ENOTSUP", "shared memory");
+});
+
 test.run();

@@ -1,0 +1,29 @@
+// The benchmarks' smoke mode runs inside the suite so they cannot rot: it must finish, validate
+// its own results, and print the checksum of data it read back. No timing is asserted here.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+function fnv1a(bytes: Uint8Array): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
+  return (hash >>> 0).toString(16).padStart(8, "0");
+}
+
+test("core benchmark smoke run validates its data and prints the expected checksums", () => {
+  const script = fileURLToPath(new URL("../bench/core.bench.js", import.meta.url));
+  const result = spawnSync(process.execPath, [script, "--smoke"], { encoding: "utf8", timeout: 120000 });
+  assert.is(result.status, 0, result.stderr);
+  // The 1 MiB bio's pattern: byte i of the megabyte is (i * 31 + (i >> 12)) & 0xff.
+  const big = new Uint8Array(1 << 20);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31 + (i >> 12)) & 0xff;
+  assert.ok(result.stdout.includes(`checksum ${fnv1a(big)}`), result.stdout);
+  // The first 4 KiB bio's buffer: byte i is (i * 13 + (i >> 12)) & 0xff.
+  const small = new Uint8Array(4096);
+  for (let i = 0; i < small.length; i++) small[i] = (i * 13) & 0xff;
+  assert.ok(result.stdout.includes(`checksums ${fnv1a(small)} ${fnv1a(small)}`), result.stdout);
+  assert.match(result.stdout, /ratio write path \/ memory\.copy:\s+\d+\.\d\d/);
+});
+
+test.run();
