@@ -33,6 +33,20 @@ interface InFlight {
 export interface LatencyTicks { readMin: number; readMax: number; writeMin: number; writeMax: number; flushMin: number; flushMax: number }
 export const DEFAULT_LATENCY: LatencyTicks = { readMin: 1, readMax: 4, writeMin: 1, writeMax: 4, flushMin: 2, flushMax: 6 };
 
+/**
+ * A fault the device injects: requests of `op` that overlap [sector, sector + sectors) fail with
+ * -errno and move no data, for the next `times` matches (Infinity for every one).
+ */
+export interface FaultRule {
+  op: "read" | "write" | "flush";
+  sector?: number;
+  sectors?: number;
+  /** Positive errno; default 5 (EIO). */
+  errno?: number;
+  /** How many matching requests fail; default 1. */
+  times?: number;
+}
+
 type Scheduler = (callback: () => void) => void;
 
 function defaultScheduler(): Scheduler {
@@ -59,6 +73,8 @@ export class Device {
   private readonly schedule: Scheduler = defaultScheduler();
   /** Called when the device becomes idle (nothing in flight, nothing deferred). */
   onIdle: (() => void) | undefined;
+  /** Faults still to inject, in the order they were added. */
+  readonly faults: Required<FaultRule>[] = [];
 
   constructor(
     private readonly core: CoreExports,
@@ -156,8 +172,20 @@ export class Device {
     else this.onIdle?.();
   }
 
+  /** The -errno of the first fault rule that matches `request` (using one of its times), or 0. */
+  private injectedFault(request: DeviceRequest): number {
+    const index = this.faults.findIndex((rule) => rule.op === request.kind && (request.kind === "flush" ||
+      (request.sector < rule.sector + rule.sectors && rule.sector < request.sector + request.sectors)));
+    if (index < 0) return 0;
+    const rule = this.faults[index];
+    if (--rule.times <= 0) this.faults.splice(index, 1);
+    return -rule.errno;
+  }
+
   private perform(entry: InFlight): number {
     const { request } = entry;
+    const fault = this.injectedFault(request);
+    if (fault !== 0) return fault;
     switch (request.kind) {
       case "write":
         return this.core.dev_write(request.sector, request.sectors, request.bvecIndex, request.bvecDone, request.fua ? 1 : 0);

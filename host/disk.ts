@@ -10,11 +10,12 @@ import { instantiateCore, type CoreExports } from "./core.js";
 import { RangeAllocator } from "./ranges.js";
 import { Prng } from "./prng.js";
 import { Tracer, type Trace } from "./trace.js";
-import { Device, DEFAULT_LATENCY, type LatencyTicks } from "./device.js";
+import { Device, DEFAULT_LATENCY, type FaultRule, type LatencyTicks } from "./device.js";
 import { BlockQueue } from "./block.js";
 import { SECTOR_BYTES } from "./constants.js";
 
 export type { QueueLimits } from "./limits.js";
+export type { FaultRule } from "./device.js";
 
 /** Options of Disk.create() (API.md), plus dioemu's own sizing knobs. */
 export interface DiskOptions {
@@ -233,6 +234,32 @@ export class Disk {
     this.crashes++;
     const seed = (this.seed * 0x9e3779b1 + this.crashes * 0x85ebca6b + this.prng.nextU32()) >>> 0;
     this.device.powerCut(seed, opts.torn === true);
+  }
+
+  /**
+   * Makes the device fail matching requests: the next `times` (default 1) requests of `op` that
+   * overlap [sector, sector + sectors) complete with -errno (default EIO) and move no data. A
+   * flush rule matches any flush. Faults are kept apart from clean data: nothing else changes.
+   */
+  injectFault(rule: FaultRule): void {
+    this.checkOpen("injectFault");
+    if (rule === null || typeof rule !== "object") throw invalid("injectFault", "a fault rule must be an object");
+    if (rule.op !== "read" && rule.op !== "write" && rule.op !== "flush") throw invalid("injectFault", `op ${String(rule.op)} must be read, write or flush`);
+    const sector = rule.sector ?? 0;
+    const sectors = rule.sectors ?? this.size / SECTOR_BYTES - sector;
+    const errno = rule.errno ?? 5;
+    const times = rule.times ?? 1;
+    if (!Number.isInteger(sector) || sector < 0 || !Number.isInteger(sectors) || sectors <= 0) {
+      throw invalid("injectFault", `sector ${String(rule.sector)} and sectors ${String(rule.sectors)} must describe a non-empty range`);
+    }
+    if (!Number.isInteger(errno) || errno <= 0 || errno > 4095) throw invalid("injectFault", `errno ${String(rule.errno)} must be a positive errno`);
+    if (!(times === Infinity || (Number.isInteger(times) && times > 0))) throw invalid("injectFault", `times ${String(rule.times)} must be a positive integer or Infinity`);
+    this.device.faults.push({ op: rule.op, sector, sectors, errno, times });
+  }
+
+  /** Removes every fault rule not yet used up. */
+  clearFaults(): void {
+    this.device.faults.length = 0;
   }
 
   /** Counters since creation. */

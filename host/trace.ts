@@ -23,6 +23,8 @@ export interface TraceRecord {
 export interface Trace {
   /** Ends the recording and returns what it saw, in order. */
   stop(): TraceRecord[];
+  /** What the recording has seen so far, without ending it (a live, read-only view). */
+  peek(): readonly TraceRecord[];
 }
 
 /** Fans trace records out to every recording in progress; cheap when none is. */
@@ -41,6 +43,7 @@ export class Tracer {
         this.sinks.delete(records);
         return records;
       },
+      peek: () => records,
     };
   }
 
