@@ -70,6 +70,9 @@ export class Device {
   private pumpScheduled = false;
   private flushing = false;
   private flushWaiters: ((status: number) => void)[] = [];
+  /** Flushes on a device without a cache: they end at the next pump with no device operation,
+   *  or with EIO if the power is cut first. */
+  private cachelessFlushWaiters: ((status: number) => void)[] = [];
   private readonly schedule: Scheduler = defaultScheduler();
   /** Called when the device becomes idle (nothing in flight, nothing deferred). */
   onIdle: (() => void) | undefined;
@@ -90,7 +93,7 @@ export class Device {
   }
 
   get idle(): boolean {
-    return this.inflight.length === 0 && this.later.length === 0;
+    return this.inflight.length === 0 && this.later.length === 0 && this.cachelessFlushWaiters.length === 0;
   }
 
   /** Runs `callback` from the completion path (never on the caller's stack). */
@@ -117,7 +120,8 @@ export class Device {
    */
   requestFlush(done: (status: number) => void): void {
     if (!this.writeCache) {
-      this.defer(() => done(0));
+      this.cachelessFlushWaiters.push(done);
+      this.kick();
       return;
     }
     this.flushWaiters.push(done);
@@ -150,6 +154,8 @@ export class Device {
     this.pumpScheduled = false;
     const deferred = this.later.splice(0);
     for (const callback of deferred) callback();
+    const cacheless = this.cachelessFlushWaiters.splice(0);
+    for (const waiter of cacheless) waiter(0);
     if (this.inflight.length > 0) {
       let nextTick = Infinity;
       for (const entry of this.inflight) nextTick = Math.min(nextTick, entry.dueTick);
@@ -168,7 +174,7 @@ export class Device {
         request.done(statuses[i]);
       });
     }
-    if (this.inflight.length > 0 || this.later.length > 0) this.kick();
+    if (!this.idle) this.kick();
     else this.onIdle?.();
   }
 
@@ -210,7 +216,7 @@ export class Device {
       }
     }
     this.flushing = false;
-    const waiters = this.flushWaiters.splice(0);
+    const waiters = [...this.flushWaiters.splice(0), ...this.cachelessFlushWaiters.splice(0)];
     for (const { request } of lost) {
       this.defer(() => {
         this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, -ERRNO.EIO);
