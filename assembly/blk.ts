@@ -7,8 +7,11 @@ import {
   CTRL_STAT_SPLITS,
 } from "./layout";
 import { ctrlAddr, logicalBlockBytes, pieceBase, pieceCapacity, sectorCount } from "./state";
-import { splitBytes } from "./split";
+import { bioFitsOnePage, splitBytes } from "./split";
 import { bvecsValid, iterDone, iterIndex, iterSkip, iterStart } from "./iter";
+
+/** -errno of the last splitBio()'s remainder that could not be split, or 0 (per thread). */
+export let splitTailStatus: i32 = 0;
 
 function writePiece(slot: u32, sector: u32, sectors: u32, index: u32, done: u32): void {
   const addr = <usize>(pieceBase + slot * PIECE_SIZE);
@@ -22,7 +25,9 @@ function writePiece(slot: u32, sector: u32, sectors: u32, index: u32, done: u32)
  * Checks a read or write bio and splits it to the limits. The pieces go to the piece table from
  * slot `firstSlot`. Returns the number of pieces, or -errno: -EINVAL for a malformed bio or a
  * refused ATOMIC split, -EAGAIN for a NOWAIT bio that needs a split, -EIO past the end of the
- * device, -ENOSPC when the piece table is too small.
+ * device, -ENOSPC when the piece table is too small. When a later remainder cannot be split (its
+ * front rounds down to nothing) the pieces before it still go out, as in the kernel, and the
+ * remainder's -errno is left in splitTailStatus (0 otherwise).
  */
 export function splitBio(op: u32, flags: u32, sector: u32, index: u32, count: u32, done: u32, bytes: u32, firstSlot: u32): i32 {
   if (op != OP_READ && op != OP_WRITE) return -EINVAL;
@@ -32,6 +37,8 @@ export function splitBio(op: u32, flags: u32, sector: u32, index: u32, count: u3
   atomic.add<u64>(ctrlAddr(CTRL_STAT_BIOS), 1);
   // see: bio_check_eod(): a bio past the end of the device fails whole, touching nothing.
   if (<u64>sector + (<u64>bytes >> SECTOR_SHIFT) > <u64>sectorCount) return -EIO;
+  splitTailStatus = 0;
+  const onePage = bioFitsOnePage(index, count);
   let pieces: u32 = 0;
   let s = sector;
   let left = bytes;
@@ -39,8 +46,12 @@ export function splitBio(op: u32, flags: u32, sector: u32, index: u32, count: u3
   let d = done;
   while (true) {
     if (firstSlot + pieces >= pieceCapacity) return -ENOSPC;
-    const front = splitBytes(s, i, d, left, flags);
-    if (front < 0) return front;
+    const front = splitBytes(s, i, d, left, flags, onePage);
+    if (front < 0) {
+      if (pieces == 0) return front;
+      splitTailStatus = front;
+      break;
+    }
     if (front == 0) {
       writePiece(firstSlot + pieces, s, left >> SECTOR_SHIFT, i, d);
       pieces++;

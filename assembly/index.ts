@@ -7,8 +7,8 @@ import {
   PIECE_BVEC_INDEX, PIECE_SECTOR, PIECE_SECTORS, PIECE_SIZE, layoutValue, LAYOUT_FIELD_COUNT,
 } from "./layout";
 import * as state from "./state";
-import { splitBytes as splitDecision, maxIoBytes } from "./split";
-import { splitBio } from "./blk";
+import { bioFitsOnePage, splitBytes as splitDecision, maxIoBytes } from "./split";
+import { splitBio, splitTailStatus } from "./blk";
 import {
   crashCache, crashInflightWrite, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
 } from "./device";
@@ -36,9 +36,10 @@ export function core_attach(): i32 {
   return state.attach();
 }
 
-/** The split decision alone, for tests: 0, the front piece in bytes, or -errno. */
-export function split_bytes(sector: u32, index: u32, done: u32, bytes: u32, flags: u32): i32 {
-  return splitDecision(sector, index, done, bytes, flags);
+/** The split decision alone, for tests: 0, the front piece in bytes, or -errno, for the bio
+ *  whose bvec table is [index, index + count) and whose data left starts `done` into `index`. */
+export function split_bytes(sector: u32, index: u32, count: u32, done: u32, bytes: u32, flags: u32): i32 {
+  return splitDecision(sector, index, done, bytes, flags, bioFitsOnePage(index, count));
 }
 /** get_max_io_size() in bytes, for tests. */
 export function max_io_bytes(sector: u32): u32 {
@@ -47,6 +48,11 @@ export function max_io_bytes(sector: u32): u32 {
 /** Splits a bio into the piece table; see blk.ts splitBio(). */
 export function blk_split(op: u32, flags: u32, sector: u32, index: u32, count: u32, done: u32, bytes: u32, firstSlot: u32): i32 {
   return splitBio(op, flags, sector, index, count, done, bytes, firstSlot);
+}
+
+/** After blk_split(): -errno of a remainder that could not be split (its pieces went out), or 0. */
+export function blk_split_tail_status(): i32 {
+  return splitTailStatus;
 }
 
 export function dev_write(sector: u32, sectors: u32, index: u32, done: u32, fua: bool): i32 {
@@ -81,6 +87,7 @@ function runBatchBio(record: usize, pieceSlot: u32): i32 {
   const pieces = splitBio(op, flags, load<u32>(record + BATCH_SECTOR), load<u32>(record + BATCH_BVEC_INDEX),
     load<u32>(record + BATCH_BVEC_COUNT), 0, load<u32>(record + BATCH_BYTES), pieceSlot);
   if (pieces < 0) return pieces;
+  const tailStatus = splitTailStatus;
   const fua = (flags & BIO_FUA) != 0 && hasCache;
   const fuaNative = fua && (state.features & FEATURE_FUA) != 0;
   let status: i32 = 0;
@@ -94,8 +101,8 @@ function runBatchBio(record: usize, pieceSlot: u32): i32 {
     if (status == 0) status = result;
   }
   // A FUA write on a cache without FUA support is a write followed by a flush.
-  if (op == OP_WRITE && fua && !fuaNative) flushCommit(flushMark());
-  return status;
+  if (op == OP_WRITE && fua && !fuaNative && status == 0) flushCommit(flushMark());
+  return status != 0 ? status : tailStatus;
 }
 
 /**

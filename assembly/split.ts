@@ -72,18 +72,26 @@ function cutBvec(addr: u32, len: u32, bytesMax: u32): bool {
 }
 
 /**
- * Where to split the bio whose data starts `done` bytes into bvec `index` and runs for `bytes`
- * bytes, at `sector`. Returns 0 when it fits the limits whole, the length of the front piece in
- * bytes (a multiple of the logical block size), or a negative errno: -EINVAL for an ATOMIC bio or
- * a piece that would round down to nothing, -EAGAIN for a NOWAIT bio.
+ * True when a bio over bvecs [index, index + count) cannot need a split: a single bvec inside one
+ * page and no chunk limit. Like the kernel, this looks at the bio's whole bvec table, so the
+ * remainder of a split bio never takes this shortcut. see: block/blk.h bio_may_need_split()
  */
-export function splitBytes(sector: u32, index: u32, done: u32, bytes: u32, flags: u32): i32 {
-  // see: bio_may_need_split(): one bvec inside one page, and no chunk limit.
+export function bioFitsOnePage(index: u32, count: u32): bool {
+  if (chunkSectors != 0 || count != 1) return false;
+  return (bvecAddr(index) & (PAGE_BYTES - 1)) + bvecLen(index) <= PAGE_BYTES;
+}
+
+/**
+ * Where to split the bio whose data starts `done` bytes into bvec `index` and runs for `bytes`
+ * bytes, at `sector` (`onePage`: bioFitsOnePage() of the whole bio). Returns 0 when it fits the
+ * limits whole, the length of the front piece in bytes (a multiple of the logical block size), or
+ * a negative errno: -EINVAL for an ATOMIC bio or a piece that would round down to nothing,
+ * -EAGAIN for a NOWAIT bio.
+ */
+export function splitBytes(sector: u32, index: u32, done: u32, bytes: u32, flags: u32, onePage: bool): i32 {
+  if (onePage) return 0;
   const firstAddr = bvecAddr(index) + done;
   const firstLen = bvecLen(index) - done;
-  if (chunkSectors == 0 && bytes <= firstLen && (firstAddr & (PAGE_BYTES - 1)) + bytes <= PAGE_BYTES) {
-    return 0;
-  }
   const bytesMax = maxIoBytes(sector);
   walkSegments = 0;
   walkBytes = 0;

@@ -175,12 +175,19 @@ export class BlockQueue {
       const piece = requests[k];
       this.tracer.emit("X", bio.op, piece.sector + piece.sectors, piece.sectors, flags, this.device.now);
     }
+    // A remainder that could not be split ends with its error; the pieces in front of it go out.
+    const tailStatus = this.core.blk_split_tail_status();
+    const tail = tailStatus === 0 ? undefined : (() => {
+      const last = requests[requests.length - 1];
+      const start = last.sector + last.sectors;
+      return { sector: start, sectors: bio.sector + sectors - start, status: tailStatus };
+    })();
     const cached = this.limits.writeCache;
     const isWrite = bio.op === "write";
     const fua = isWrite && cached && (bits & BIO_FUA) !== 0;
     const fuaNative = fua && this.limits.fua;
     const pieceFlags = flags.filter((flag) => flag === "SYNC" || (flag === "FUA" && fuaNative));
-    let remaining = pieces;
+    let remaining = pieces + (tail === undefined ? 0 : 1);
     let status = 0;
     const pieceDone = (pieceStatus: number): void => {
       if (pieceStatus !== 0 && status === 0) status = pieceStatus;
@@ -193,6 +200,12 @@ export class BlockQueue {
       }
     };
     const dispatchAll = (): void => {
+      if (tail !== undefined) {
+        this.device.defer(() => {
+          this.tracer.emit("C", bio.op, tail.sector, tail.sectors, flags, this.device.now, tail.status);
+          pieceDone(tail.status);
+        });
+      }
       for (const piece of requests) {
         this.device.dispatch({
           kind: bio.op as "read" | "write", sector: piece.sector, sectors: piece.sectors,

@@ -10,9 +10,10 @@ export interface CoreExports {
   layout_value(index: number): number;
   core_init(): number;
   core_attach(): number;
-  split_bytes(sector: number, index: number, done: number, bytes: number, flags: number): number;
+  split_bytes(sector: number, index: number, count: number, done: number, bytes: number, flags: number): number;
   max_io_bytes(sector: number): number;
   blk_split(op: number, flags: number, sector: number, index: number, count: number, done: number, bytes: number, firstSlot: number): number;
+  blk_split_tail_status(): number;
   dev_write(sector: number, sectors: number, index: number, done: number, fua: number): number;
   dev_read(sector: number, sectors: number, index: number, done: number): number;
   dev_flush_mark(): number;

@@ -17,8 +17,14 @@ export interface ModelLimits {
 /** One bvec: `len` bytes at physical address `addr`; its page offset is addr % 4096. */
 export interface ModelBvec { addr: number; len: number }
 
-/** The pieces in submission order, or the errno the bio ends with (-11 EAGAIN, -22 EINVAL). */
-export type ModelSplitResult = { pieces: { sector: number; sectors: number }[] } | { error: number };
+/**
+ * The pieces in submission order, or the errno the bio ends with (-11 EAGAIN, -22 EINVAL) when no
+ * piece goes out. When a later remainder cannot be split (its front rounds down to 0 bytes), the
+ * pieces in front of it go out and the remainder ends with `tailError` (-22).
+ */
+export type ModelSplitResult =
+  | { pieces: { sector: number; sectors: number }[]; tailError?: number; remainder?: { sector: number; sectors: number } }
+  | { error: number };
 
 const PAGE_BYTES = 4096;
 const SECTOR_BYTES = 512;
@@ -56,10 +62,9 @@ function maxIoSectors(limits: ModelLimits, sector: number): number {
 }
 
 /**
- * Spec 5.2 step 1: the fast path, on the bio as it is now (the remainder after earlier cuts, its
- * first bvec possibly entered part way). Note: Linux v6.x bio_may_need_split() looks at bi_vcnt and
- * bi_io_vec[0], the original bvec table, so there a remainder never takes the fast path; this model
- * follows dioemu's reading of the spec, where a remainder that is one in-page bvec is not split.
+ * Spec 5.2 step 1: the fast path. "The bio has exactly one bvec" is a property of the bio's bvec
+ * table (Linux v6.x bio_may_need_split() reads bi_vcnt and bi_io_vec[0]), which a split does not
+ * change: so it is decided once, on the original bvecs, and a remainder never takes it on its own.
  */
 function fastPathFits(limits: ModelLimits, bvecs: ModelBvec[]): boolean {
   if (limits.chunkSectors !== 0) return false;
@@ -122,9 +127,9 @@ function advance(bvecs: ModelBvec[], skip: number): ModelBvec[] {
 
 /**
  * Splits a read or write bio of `bvecs` starting at `sector` as Linux does: cut the front piece,
- * re-split the remainder by the same rule until it fits. An error ends the bio with no pieces
- * (dioemu decides every piece before dispatching any; Linux would already have sent the pieces
- * in front of a remainder whose split rounds down to 0 bytes).
+ * re-split the remainder by the same rule until it fits. An error at the first split ends the bio
+ * with no pieces; a remainder whose split rounds down to 0 bytes ends with EINVAL after the pieces
+ * in front of it went out.
  */
 export function modelSplit(
   limits: ModelLimits, sector: number, bvecs: ModelBvec[], flags: { nowait?: boolean; atomic?: boolean } = {},
@@ -132,10 +137,11 @@ export function modelSplit(
   const pieces: { sector: number; sectors: number }[] = [];
   let rest = bvecs.filter((bv) => bv.len > 0).map((bv) => ({ addr: bv.addr, len: bv.len }));
   let at = sector;
+  const onePage = fastPathFits(limits, rest);
   while (rest.length > 0) {
     if (pieces.length >= PIECES_MAX) throw new Error(`modelSplit: more than ${PIECES_MAX} pieces`);
     const restBytes = rest.reduce((sum, bv) => sum + bv.len, 0);
-    const cut = fastPathFits(limits, rest) ? null : walkSegments(limits, rest, maxIoSectors(limits, at) * SECTOR_BYTES);
+    const cut = onePage ? null : walkSegments(limits, rest, maxIoSectors(limits, at) * SECTOR_BYTES);
     if (cut === null) {
       pieces.push({ sector: at, sectors: restBytes / SECTOR_BYTES });
       break;
@@ -144,7 +150,10 @@ export function modelSplit(
     if (flags.atomic) return { error: -EINVAL };
     if (flags.nowait) return { error: -EAGAIN };
     const frontBytes = roundDown(cut, limits.logicalBlockSize);
-    if (frontBytes === 0) return { error: -EINVAL };
+    if (frontBytes === 0) {
+      if (pieces.length === 0) return { error: -EINVAL };
+      return { pieces, tailError: -EINVAL, remainder: { sector: at, sectors: restBytes / SECTOR_BYTES } };
+    }
     const frontSectors = frontBytes / SECTOR_BYTES;
     pieces.push({ sector: at, sectors: frontSectors });
     at += frontSectors;
