@@ -72,7 +72,7 @@ async function harness(size: number, cacheBytes: number, arenaBytes: number): Pr
   };
 }
 
-async function bigWrites(): Promise<{ writeMiBs: number; copyMiBs: number; sustainedMiBs: number; checksum: string }> {
+async function bigWrites(): Promise<{ writeMiBs: number; copyMiBs: number; ratio: number; sustainedMiBs: number; checksum: string }> {
   const BIOS = smoke ? 4 : 16;              // 1 MiB bios per timed batch
   const CACHE_BYTES = 32 << 20;
   const h = await harness(64 << 20, CACHE_BYTES, CACHE_BYTES + (4 << 20));
@@ -99,14 +99,17 @@ async function bigWrites(): Promise<{ writeMiBs: number; copyMiBs: number; susta
   const writeTimes: number[] = [];
   const copyTimes: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
+    // Both measurements start from the same state: the cache just emptied by a power cut.
     setup(round * BIOS);
     let t = performance.now();
     h.run(BIOS);
     writeTimes.push(performance.now() - t);
     await h.resetCache();
+    const dstOffset = ((round * BIOS) << 20) % CACHE_BYTES;
     t = performance.now();
-    disk.core.bench_copy(dst.byteOffset + ((round * BIOS) << 20) % CACHE_BYTES, pages.byteOffset, 1 << 20, BIOS, CACHE_BYTES - (((round * BIOS) << 20) % CACHE_BYTES));
+    disk.core.bench_copy(dst.byteOffset + dstOffset, pages.byteOffset, 1 << 20, BIOS, CACHE_BYTES - dstOffset);
     copyTimes.push(performance.now() - t);
+    await h.resetCache();
   }
   // Sustained: keep writing into a full cache, so every write also destages an older line.
   setup(0);
@@ -122,6 +125,9 @@ async function bigWrites(): Promise<{ writeMiBs: number; copyMiBs: number; susta
   const mib = BIOS;
   return {
     writeMiBs: mib / (median(writeTimes) / 1000),
+    // Each round's write and copy ran back to back: the median of their ratios is steadier than
+    // the ratio of two medians on a machine whose memory bandwidth others share.
+    ratio: median(writeTimes.map((w, i) => copyTimes[i] / w)),
     copyMiBs: mib / (median(copyTimes) / 1000),
     sustainedMiBs: mib / (median(sustainedTimes) / 1000),
     checksum,
@@ -193,7 +199,7 @@ const fmt = (value: number, digits = 0) => value.toLocaleString("en-US", { maxim
 const big = await bigWrites();
 console.log(`1 MiB write bios (256 pages, default limits: 9 requests each) into the cache: ${fmt(big.writeMiBs)} MiB/s`);
 console.log(`wasm memory.copy of the same bytes, same process:                          ${fmt(big.copyMiBs)} MiB/s`);
-console.log(`ratio write path / memory.copy:                                            ${fmt(big.writeMiBs / big.copyMiBs, 2)}   (target >= 0.80)`);
+console.log(`ratio write path / memory.copy (median of per-round ratios):               ${fmt(big.ratio, 2)}   (target >= 0.80)`);
 console.log(`sustained, cache full (every line written destages one):                   ${fmt(big.sustainedMiBs)} MiB/s (${fmt(big.sustainedMiBs / big.copyMiBs, 2)} of memory.copy)`);
 console.log(`checksum ${big.checksum}`);
 const writes = await smallBios(OP_WRITE);
