@@ -9,6 +9,7 @@ import {
 import * as state from "./state";
 import { bioFitsOnePage, splitBytes as splitDecision, maxIoBytes } from "./split";
 import { splitBio, splitTailStatus } from "./blk";
+import * as fs from "./fs";
 import {
   crashCache, crashInflightWrite, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
 } from "./device";
@@ -131,4 +132,46 @@ export function bench_copy(dst: u32, src: u32, bytes: u32, count: u32, wrapBytes
     offset += bytes;
     if (offset + bytes > wrapBytes) offset = 0;
   }
+}
+
+// ---- filesystem mapping (assembly/fs.ts) ---------------------------------------------------------
+
+/** Reads the filesystem regions from the control block; 0 or -EINVAL. */
+export function fs_attach(): i32 {
+  return fs.fsAttach();
+}
+/** Empties the mapping state; blocks [0, reserved) are in use (superblocks, metadata areas). */
+export function fs_reset(reserved: u32): i32 {
+  return fs.fsReset(reserved);
+}
+export function fs_inode_init(ino: u32): i32 {
+  return fs.fsInodeInit(ino);
+}
+export function fs_inode_release(ino: u32): i32 {
+  return fs.fsInodeRelease(ino);
+}
+export function fs_load_extent(ino: u32, fileBlock: u32, diskBlock: u32, length: u32): i32 {
+  return fs.fsLoadExtent(ino, fileBlock, diskBlock, length);
+}
+/** get_block (spec 2.7); the answer is read with fs_map_disk_block/_block_count/_flags. */
+export function fs_get_block(ino: u32, fileBlock: u32, maxBlocks: u32, create: bool): i32 {
+  return fs.fsGetBlock(ino, fileBlock, maxBlocks, create);
+}
+export function fs_map_disk_block(): u32 {
+  return fs.mapDiskBlock;
+}
+export function fs_map_block_count(): u32 {
+  return fs.mapBlockCount;
+}
+export function fs_map_flags(): u32 {
+  return fs.mapFlags;
+}
+export function fs_truncate(ino: u32, fromBlock: u32): i32 {
+  return fs.fsTruncate(ino, fromBlock);
+}
+export function fs_free_run(diskBlock: u32, length: u32): i32 {
+  return fs.fsFreeRun(diskBlock, length);
+}
+export function fs_mapped_blocks(ino: u32): u32 {
+  return fs.fsMappedBlocks(ino);
 }

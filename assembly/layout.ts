@@ -60,6 +60,19 @@ export const CTRL_STAT_BYTES_WRITTEN: u32 = 168;
 export const CTRL_STAT_DIRTY_BYTES: u32 = 176;
 export const CTRL_STAT_DESTAGED_BYTES: u32 = 184;
 
+// Filesystem mapping regions (assembly/fs.ts), set by the host at mount.
+export const CTRL_FS_INODE_BASE: u32 = 192;
+export const CTRL_FS_INODE_CAPACITY: u32 = 196;  // slots (inode numbers 1..capacity-1)
+export const CTRL_FS_EXTENT_BASE: u32 = 200;
+export const CTRL_FS_EXTENT_CAPACITY: u32 = 204; // records
+export const CTRL_FS_EXTENT_TOP: u32 = 208;      // records handed out from the pool's bottom
+export const CTRL_FS_BITMAP_BASE: u32 = 212;
+export const CTRL_FS_BLOCK_COUNT: u32 = 216;     // fs blocks the bitmap covers
+export const CTRL_FS_FREE_BLOCKS: u32 = 220;
+export const CTRL_FS_SCRATCH_BASE: u32 = 224;
+export const CTRL_FS_SCRATCH_CAPACITY: u32 = 228; // extent-sized records
+export const CTRL_FS_ALLOC_HINT: u32 = 232;      // where the next new file's allocation starts
+
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
 
@@ -82,6 +95,22 @@ export const ENTRY_WRITE_ID: u32 = 4;  // the write request that produced it
 export const ENTRY_PREV: u32 = 8;      // log position of the next older entry for the same line
 export const ENTRY_MASK: u32 = 12;     // bit i = sector i of the line is held here
 export const ENTRY_SIZE: u32 = 16;
+
+// fs inode slot: where an inode's extents live in the pool.
+export const FS_INODE_START: u32 = 0;     // extent index
+export const FS_INODE_COUNT: u32 = 4;
+export const FS_INODE_CAPACITY: u32 = 8;
+export const FS_INODE_FLAGS: u32 = 12;    // 1 = in use
+export const FS_INODE_SIZE: u32 = 16;
+// fs extent: file blocks [file, file + length) live at disk blocks [disk, disk + length).
+export const FS_EXTENT_FILE: u32 = 0;
+export const FS_EXTENT_DISK: u32 = 4;
+export const FS_EXTENT_LENGTH: u32 = 8;
+export const FS_EXTENT_SIZE: u32 = 12;
+// get_block() result flags.
+export const MAP_MAPPED: u32 = 1;
+export const MAP_NEW: u32 = 2;
+export const MAP_BOUNDARY: u32 = 4;
 
 // cache index entry: open-addressed hash from line number to its newest log position.
 export const INDEX_LINE: u32 = 0;
@@ -123,6 +152,7 @@ export const EIO: i32 = 5;
 export const EAGAIN: i32 = 11;
 export const EINVAL: i32 = 22;
 export const ENOSPC: i32 = 28;
+export const EUCLEAN: i32 = 117;
 
 /** The fields the host checks at load time, in a fixed order (host/layout.ts names them). */
 export function layoutValue(index: i32): u32 {
@@ -151,8 +181,12 @@ export function layoutValue(index: i32): u32 {
     case 21: return BATCH_SIZE;
     case 22: return LINE_BYTES;
     case 23: return CTRL_NEXT_WRITE_ID;
-    case 24: return <u32>__heap_base; // static data must end below LAYOUT_BASE
+    case 24: return CTRL_FS_INODE_BASE;
+    case 25: return CTRL_FS_ALLOC_HINT;
+    case 26: return FS_INODE_SIZE;
+    case 27: return FS_EXTENT_SIZE;
+    case 28: return <u32>__heap_base; // static data must end below LAYOUT_BASE
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 25;
+export const LAYOUT_FIELD_COUNT: i32 = 29;

@@ -19,3 +19,8 @@ export const RWF_SYNC = 4;
 export const SECTOR_SHIFT = 9;
 export const SECTOR_BYTES = 512;
 export const PAGE_BYTES = 4096;
+
+/** The access-mode bits of open flags. */
+export const O_ACCMODE = 3;
+/** The bit O_SYNC adds to O_DSYNC: a full sync rather than a data sync. */
+export const __O_SYNC = 0o4000000;

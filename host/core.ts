@@ -22,6 +22,18 @@ export interface CoreExports {
   dev_crash_inflight(sector: number, sectors: number, index: number, done: number, seed: number, torn: number): number;
   blk_run_batch(first: number, count: number, pieceSlot: number): number;
   bench_copy(dst: number, src: number, bytes: number, count: number, wrapBytes: number): void;
+  fs_attach(): number;
+  fs_reset(reserved: number): number;
+  fs_inode_init(ino: number): number;
+  fs_inode_release(ino: number): number;
+  fs_load_extent(ino: number, fileBlock: number, diskBlock: number, length: number): number;
+  fs_get_block(ino: number, fileBlock: number, maxBlocks: number, create: number): number;
+  fs_map_disk_block(): number;
+  fs_map_block_count(): number;
+  fs_map_flags(): number;
+  fs_truncate(ino: number, fromBlock: number): number;
+  fs_free_run(diskBlock: number, length: number): number;
+  fs_mapped_blocks(ino: number): number;
 }
 
 const modulePromises = new Map<string, Promise<WebAssembly.Module>>();

@@ -105,6 +105,8 @@ export class Disk {
   private readonly statView: BigUint64Array;
   private closed = false;
   private crashes = 0;
+  /** @internal The filesystem mounted on this disk, if any (one at a time). */
+  mounted: object | undefined;
 
   private constructor(init: {
     size: number; limits: QueueLimits; seed: number; executor: "worker" | "inline"; memory: WebAssembly.Memory;
@@ -232,6 +234,7 @@ export class Disk {
   async crash(opts: { torn?: boolean } = {}): Promise<void> {
     this.checkOpen("crash");
     this.crashes++;
+    this.mounted = undefined; // every filesystem on the disk died with the power
     const seed = (this.seed * 0x9e3779b1 + this.crashes * 0x85ebca6b + this.prng.nextU32()) >>> 0;
     this.device.powerCut(seed, opts.torn === true);
   }
@@ -260,6 +263,16 @@ export class Disk {
   /** Removes every fault rule not yet used up. */
   clearFaults(): void {
     this.device.faults.length = 0;
+  }
+
+  /** @internal Power cuts so far: a filesystem mounted before the latest one is dead. */
+  get crashCount(): number {
+    return this.crashes;
+  }
+
+  /** @internal Whether close() has run. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Counters since creation. */
@@ -323,4 +336,12 @@ function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: n
   put(CTRL.CACHE_INDEX_SLOTS, plan.cacheIndexSlots);
   put(CTRL.ARENA_BASE, plan.arenaBase);
   put(CTRL.ARENA_BYTES, plan.arenaBytes);
+  put(CTRL.FS_INODE_BASE, plan.fsInodeBase);
+  put(CTRL.FS_INODE_CAPACITY, plan.fsInodeCapacity);
+  put(CTRL.FS_EXTENT_BASE, plan.fsExtentBase);
+  put(CTRL.FS_EXTENT_CAPACITY, plan.fsExtentCapacity);
+  put(CTRL.FS_BITMAP_BASE, plan.fsBitmapBase);
+  put(CTRL.FS_BLOCK_COUNT, 0);
+  put(CTRL.FS_SCRATCH_BASE, plan.fsScratchBase);
+  put(CTRL.FS_SCRATCH_CAPACITY, plan.fsScratchCapacity);
 }

@@ -4,3 +4,6 @@ export { DioError, ERRNO, errnoName } from "./errors.js";
 export { Disk, type DiskOptions, type DiskStats, type QueueLimits } from "./disk.js";
 export { formatBlkparse, formatRecord, type Trace, type TraceRecord } from "./trace.js";
 export { validateLimits } from "./limits.js";
+export { mkfs, mount, Filesystem, type Semantics, type Stats, type MkfsOptions, type MountOptions } from "./fs/filesystem.js";
+export { FileHandle } from "./fs/filehandle.js";
+export type { FaultRule } from "./device.js";

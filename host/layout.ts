@@ -17,7 +17,19 @@ export const CTRL = {
   BATCH_BASE: 112, BATCH_CAPACITY: 116, NEXT_WRITE_ID: 120,
   STAT_BIOS: 128, STAT_SPLITS: 136, STAT_FLUSHES: 144, STAT_FUA_WRITES: 152,
   STAT_BYTES_READ: 160, STAT_BYTES_WRITTEN: 168, STAT_DIRTY_BYTES: 176, STAT_DESTAGED_BYTES: 184,
+  FS_INODE_BASE: 192, FS_INODE_CAPACITY: 196, FS_EXTENT_BASE: 200, FS_EXTENT_CAPACITY: 204,
+  FS_EXTENT_TOP: 208, FS_BITMAP_BASE: 212, FS_BLOCK_COUNT: 216, FS_FREE_BLOCKS: 220,
+  FS_SCRATCH_BASE: 224, FS_SCRATCH_CAPACITY: 228, FS_ALLOC_HINT: 232,
 } as const;
+
+export const FS_INODE_SIZE = 16;
+export const FS_EXTENT_SIZE = 12;
+export const MAP_MAPPED = 1;
+export const MAP_NEW = 2;
+export const MAP_BOUNDARY = 4;
+/** The most inodes a filesystem may have (mkfs `inodes`), and the smallest fs block. */
+export const FS_INODES_MAX = 65536;
+export const FS_BLOCK_MIN = 1024;
 
 export const FEATURE_WRITE_CACHE = 1;
 export const FEATURE_FUA = 2;
@@ -52,6 +64,8 @@ export const LAYOUT_FIELDS: readonly [string, number | "below-base"][] = [
   ["CTRL_STAT_DESTAGED_BYTES", CTRL.STAT_DESTAGED_BYTES], ["BVEC_SIZE", BVEC_SIZE],
   ["PIECE_SIZE", PIECE_SIZE], ["ENTRY_SIZE", ENTRY_SIZE], ["INDEX_SIZE", INDEX_SIZE],
   ["BATCH_SIZE", BATCH_SIZE], ["LINE_BYTES", LINE_BYTES], ["CTRL_NEXT_WRITE_ID", CTRL.NEXT_WRITE_ID],
+  ["CTRL_FS_INODE_BASE", CTRL.FS_INODE_BASE], ["CTRL_FS_ALLOC_HINT", CTRL.FS_ALLOC_HINT],
+  ["FS_INODE_SIZE", FS_INODE_SIZE], ["FS_EXTENT_SIZE", FS_EXTENT_SIZE],
   ["__heap_base", "below-base"],
 ];
 
@@ -68,6 +82,8 @@ const WASM_PAGES_MAX = 65536;
 
 export interface RegionPlan {
   bvecBase: number; pieceBase: number; batchBase: number;
+  fsInodeBase: number; fsInodeCapacity: number; fsExtentBase: number; fsExtentCapacity: number;
+  fsBitmapBase: number; fsBitmapBlocks: number; fsScratchBase: number; fsScratchCapacity: number;
   cacheHeaderBase: number; cacheDataBase: number; cacheSlots: number;
   cacheIndexBase: number; cacheIndexSlots: number;
   arenaBase: number; arenaBytes: number;
@@ -100,6 +116,16 @@ export function planRegions(imageBytes: number, cacheBytes: number, arenaBytes: 
   const bvecBase = take(BVEC_CAPACITY * BVEC_SIZE);
   const pieceBase = take(PIECE_CAPACITY * PIECE_SIZE);
   const batchBase = take(BATCH_CAPACITY * BATCH_SIZE);
+  // Room for any filesystem mkfs may put on this disk: the smallest block size gives the most
+  // blocks, and a pool of twice that many extents always fits every map after compaction.
+  const fsBitmapBlocks = Math.floor(imageBytes / FS_BLOCK_MIN);
+  const fsInodeCapacity = FS_INODES_MAX;
+  const fsExtentCapacity = 2 * fsBitmapBlocks + 1024;
+  const fsScratchCapacity = Math.ceil((fsInodeCapacity * 8) / FS_EXTENT_SIZE);
+  const fsInodeBase = take(fsInodeCapacity * FS_INODE_SIZE);
+  const fsExtentBase = take(fsExtentCapacity * FS_EXTENT_SIZE);
+  const fsBitmapBase = take(Math.ceil(fsBitmapBlocks / 32) * 4);
+  const fsScratchBase = take(fsScratchCapacity * FS_EXTENT_SIZE);
   const cacheHeaderBase = take(cacheSlots * ENTRY_SIZE);
   const cacheIndexBase = take(cacheIndexSlots * INDEX_SIZE);
   const cacheDataBase = take(cacheSlots * LINE_BYTES);
@@ -109,7 +135,8 @@ export function planRegions(imageBytes: number, cacheBytes: number, arenaBytes: 
   const pages = Math.ceil(totalBytes / WASM_PAGE_BYTES);
   if (pages > WASM_PAGES_MAX || imageBase + imageBytes > 2 ** 32) return null;
   return {
-    bvecBase, pieceBase, batchBase, cacheHeaderBase, cacheDataBase, cacheSlots, cacheIndexBase,
+    bvecBase, pieceBase, batchBase, fsInodeBase, fsInodeCapacity, fsExtentBase, fsExtentCapacity,
+    fsBitmapBase, fsBitmapBlocks, fsScratchBase, fsScratchCapacity, cacheHeaderBase, cacheDataBase, cacheSlots, cacheIndexBase,
     cacheIndexSlots, arenaBase, arenaBytes, imageBase, imageBytes, totalBytes, pages,
   };
 }

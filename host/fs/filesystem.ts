@@ -1,0 +1,737 @@
+// The filesystem: mkfs, mount, inodes with i_size, a lock and a count of direct IO in flight, a
+// flat directory, buffered IO through the page cache with delayed allocation, and crash-safe
+// metadata by copy-on-write commits (docs/format.md says why that is safe). Block mapping
+// (get_block) and free space live in the core (assembly/fs.ts).
+import type { Disk } from "../disk.js";
+import { DioError, type ErrnoName } from "../errors.js";
+import { CTRL, LAYOUT_BASE, FS_INODE_SIZE, FS_EXTENT_SIZE, MAP_MAPPED, FS_INODES_MAX } from "../layout.js";
+import { SECTOR_BYTES } from "../constants.js";
+import type { Bio, BioFlag, BioSegment } from "../block.js";
+import { crc32c } from "./crc32c.js";
+import {
+  FORMAT_VERSION, NAME_BYTES_MAX, SUPER_BYTES, SUPER_SLOT_OFFSETS, checkMeta, decodeMeta,
+  decodeSuperblock, encodeMeta, encodeSuperblock, planGeometry, type Geometry, type InodeRecord,
+  type Superblock,
+} from "./format.js";
+import { Mutex } from "./mutex.js";
+import { PAGE_BYTES, PageCache, type Page } from "./pagecache.js";
+import { FileHandle } from "./filehandle.js";
+import { O_ACCMODE, O_CREAT, O_DIRECT, O_EXCL, O_TRUNC } from "../constants.js";
+
+export type Semantics = "legacy" | "seed" | "merged" | "iomap";
+export const SEMANTICS: readonly Semantics[] = ["legacy", "seed", "merged", "iomap"];
+
+export interface MkfsOptions { blockSize?: 1024 | 2048 | 4096; inodes?: number }
+export interface MountOptions { semantics?: Semantics; sync?: boolean }
+
+/** stat() of a file (API.md). */
+export interface Stats {
+  ino: number;
+  size: number;
+  /** 512-byte units: mapped blocks plus blocks reserved for dirty pages. */
+  blocks: number;
+  blksize: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+/** The largest file: file block numbers are 32-bit in the core. */
+export const FILE_BYTES_MAX = 2 ** 40;
+const IO_CHUNK_BYTES = 1 << 20;
+const BIO_SEGMENTS_MAX = 256;
+
+function fail(code: ErrnoName, syscall: string, message: string): DioError {
+  return new DioError(code, syscall, message);
+}
+
+/** The in-memory inode: what the VFS keeps (struct inode), plus our delayed-allocation count. */
+export class Inode {
+  /** Bumped when size or allocation change (what datasync must persist). */
+  dataVersion = 0;
+  /** Bumped on any metadata change (what a full sync must persist). */
+  allVersion = 0;
+  /** Open file handles. */
+  openCount = 0;
+  /** Direct IO in flight (i_dio_count) and those waiting for it to reach 0 (inode_dio_wait). */
+  dioCount = 0;
+  private dioWaiters: (() => void)[] = [];
+  /** The inode lock (i_mutex): buffered writes, truncate and direct IO take it. */
+  readonly lock = new Mutex();
+
+  constructor(
+    readonly ino: number,
+    public size: number,
+    public mtimeMs: number,
+    public ctimeMs: number,
+    /** The directory entry; null once unlinked (the inode lives on while open). */
+    public name: string | null,
+  ) {}
+
+  /** inode_dio_begin(). */
+  dioBegin(): void {
+    this.dioCount++;
+  }
+  /** inode_dio_end(): the last one wakes whoever waits in dioWait(). */
+  dioEnd(): void {
+    if (this.dioCount <= 0) throw new Error(`inode ${this.ino}: dio count would go below 0`);
+    this.dioCount--;
+    if (this.dioCount === 0) for (const wake of this.dioWaiters.splice(0)) wake();
+  }
+  /** inode_dio_wait(): resolves when no direct IO is in flight. */
+  dioWait(): Promise<void> {
+    if (this.dioCount === 0) return Promise.resolve();
+    return new Promise((resolve) => this.dioWaiters.push(resolve));
+  }
+}
+
+function checkBlockSize(disk: Disk, blockSize: unknown): number {
+  if (blockSize !== 1024 && blockSize !== 2048 && blockSize !== 4096) {
+    throw fail("EINVAL", "mkfs", `blockSize ${String(blockSize)} must be 1024, 2048 or 4096`);
+  }
+  if (blockSize < disk.limits.logicalBlockSize) {
+    throw fail("EINVAL", "mkfs", `blockSize ${blockSize} is smaller than the disk's ${disk.limits.logicalBlockSize}-byte logical block`);
+  }
+  return blockSize;
+}
+
+/** Block-granular IO on the disk for the filesystem, through bounce buffers in the arena. */
+class BlockIo {
+  constructor(private readonly disk: Disk, private readonly evict: () => boolean) {}
+
+  private bounce(bytes: number): Uint8Array {
+    for (;;) {
+      try {
+        return this.disk.alloc(bytes);
+      } catch (error) {
+        if (!(error instanceof DioError) || error.code !== "ENOMEM" || !this.evict()) throw error;
+      }
+    }
+  }
+
+  async submit(bio: Bio, syscall: string): Promise<void> {
+    const status = await this.disk.queue.submitBioWait(bio);
+    if (status !== 0) throw DioError.fromErrno(status, syscall, `${bio.op} at sector ${bio.sector} failed with errno ${-status}`);
+  }
+
+  /** Writes `data` (a multiple of the logical block) at byte `offset` of the disk. */
+  async write(offset: number, data: Uint8Array, syscall: string, flags: BioFlag[] = []): Promise<void> {
+    const chunk = this.bounce(Math.min(IO_CHUNK_BYTES, data.length));
+    try {
+      for (let at = 0; at < data.length; at += chunk.length) {
+        const length = Math.min(chunk.length, data.length - at);
+        chunk.set(data.subarray(at, at + length));
+        const last = at + length >= data.length;
+        await this.submit({ op: "write", sector: (offset + at) / SECTOR_BYTES, segments: [{ buf: chunk, length }], flags: last ? flags : [] }, syscall);
+      }
+    } finally {
+      this.disk.free(chunk);
+    }
+  }
+
+  /** Reads `length` bytes (a multiple of the logical block) at byte `offset` of the disk. */
+  async read(offset: number, length: number, syscall: string): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    const chunk = this.bounce(Math.min(IO_CHUNK_BYTES, Math.max(length, SECTOR_BYTES)));
+    try {
+      for (let at = 0; at < length; at += chunk.length) {
+        const part = Math.min(chunk.length, length - at);
+        await this.submit({ op: "read", sector: (offset + at) / SECTOR_BYTES, segments: [{ buf: chunk, length: part }] }, syscall);
+        out.set(chunk.subarray(0, part), at);
+      }
+    } finally {
+      this.disk.free(chunk);
+    }
+    return out;
+  }
+
+  async flush(syscall: string): Promise<void> {
+    await this.submit({ op: "flush", sector: 0, segments: [] }, syscall);
+  }
+}
+
+/** A superblock slot as lbs-sized bytes (the superblock, then zeros). */
+function slotBytes(disk: Disk, sb: Uint8Array | null): Uint8Array {
+  const bytes = new Uint8Array(disk.limits.logicalBlockSize);
+  if (sb !== null) bytes.set(sb);
+  return bytes;
+}
+
+/** Writes an empty filesystem on `disk` (API.md mkfs). */
+export async function mkfs(disk: Disk, opts: MkfsOptions = {}): Promise<void> {
+  if (disk.isClosed) throw fail("EIO", "mkfs", "the disk is closed");
+  if (disk.mounted !== undefined) throw fail("EBUSY", "mkfs", "the disk has a mounted filesystem; unmount it first");
+  const blockSize = checkBlockSize(disk, opts.blockSize ?? 4096);
+  const inodes = opts.inodes ?? 1024;
+  if (!Number.isInteger(inodes) || inodes < 1 || inodes > FS_INODES_MAX - 1) {
+    throw fail("EINVAL", "mkfs", `inodes ${String(inodes)} must be an integer in 1..${FS_INODES_MAX - 1}`);
+  }
+  const geometry = planGeometry(disk.size, blockSize, inodes);
+  if (geometry === null) throw fail("EINVAL", "mkfs", `the disk's ${disk.size} bytes are too small for a filesystem of ${inodes} inodes with ${blockSize}-byte blocks`);
+  const io = new BlockIo(disk, () => false);
+  const blob = encodeMeta(1, []);
+  const padded = new Uint8Array(Math.ceil(blob.length / blockSize) * blockSize);
+  padded.set(blob);
+  const sb = encodeSuperblock({
+    version: FORMAT_VERSION, blockSize, blockCount: geometry.blockCount, inodeCount: inodes,
+    metaAreaBlocks: geometry.metaAreaBlocks, slot: 1, generation: 1, metaBytes: blob.length, metaChecksum: crc32c(blob),
+  });
+  await io.write(SUPER_SLOT_OFFSETS[0], slotBytes(disk, null), "mkfs");
+  await io.write(geometry.metaAreaStart[1] * blockSize, padded, "mkfs");
+  await io.write(SUPER_SLOT_OFFSETS[1], slotBytes(disk, sb), "mkfs", ["PREFLUSH", "FUA"]);
+}
+
+/** Reads and checks the filesystem on `disk` (API.md mount). Nothing is written. */
+export async function mount(disk: Disk, opts: MountOptions = {}): Promise<Filesystem> {
+  if (disk.isClosed) throw fail("EIO", "mount", "the disk is closed");
+  if (disk.mounted !== undefined) throw fail("EBUSY", "mount", "the disk already has a mounted filesystem");
+  const semantics = opts.semantics ?? "seed";
+  if (!SEMANTICS.includes(semantics)) throw fail("EINVAL", "mount", `semantics ${String(semantics)} must be one of ${SEMANTICS.join(", ")}`);
+  if (opts.sync !== undefined && typeof opts.sync !== "boolean") throw fail("EINVAL", "mount", `sync ${String(opts.sync)} must be a boolean`);
+  const io = new BlockIo(disk, () => false);
+  const lbs = disk.limits.logicalBlockSize;
+  const slots = await Promise.all(SUPER_SLOT_OFFSETS.map(async (offset) => {
+    if (offset + lbs > disk.size) return { kind: "absent" } as const;
+    return decodeSuperblock((await io.read(offset, lbs, "mount")).subarray(0, SUPER_BYTES));
+  }));
+  const newer = slots.find((slot) => slot.kind === "newer");
+  if (newer !== undefined && newer.kind === "newer") {
+    throw fail("EINVAL", "mount", `the filesystem's format version ${newer.version} is newer than this dioemu supports (${FORMAT_VERSION})`);
+  }
+  if (slots.some((slot) => slot.kind === "bad-checksum")) throw fail("EUCLEAN", "mount", "a superblock's checksum does not match: the image is corrupt");
+  const valid = slots.flatMap((slot, i) => (slot.kind === "ok" && slot.sb.slot === i ? [slot.sb] : []));
+  if (valid.length === 0) {
+    if (slots.some((slot) => slot.kind === "ok")) throw fail("EUCLEAN", "mount", "a superblock sits in the wrong slot: the image is corrupt");
+    throw fail("EINVAL", "mount", "not a dioemu filesystem (no superblock magic found)");
+  }
+  const sb = valid.reduce((a, b) => (b.generation > a.generation ? b : a));
+  const geometry = planGeometry(disk.size, sb.blockSize, sb.inodeCount);
+  if (sb.blockSize !== 1024 && sb.blockSize !== 2048 && sb.blockSize !== 4096 || sb.blockSize < lbs || geometry === null ||
+      geometry.blockCount !== sb.blockCount || geometry.metaAreaBlocks !== sb.metaAreaBlocks || sb.inodeCount > FS_INODES_MAX - 1) {
+    throw fail("EUCLEAN", "mount", `the superblock's geometry (${sb.blockCount} blocks of ${sb.blockSize} bytes, ${sb.inodeCount} inodes) does not match this ${disk.size}-byte disk`);
+  }
+  if (sb.metaBytes > sb.metaAreaBlocks * sb.blockSize) throw fail("EUCLEAN", "mount", `metadata length ${sb.metaBytes} exceeds its area`);
+  const readBytes = Math.ceil(sb.metaBytes / lbs) * lbs;
+  const blob = (await io.read(geometry.metaAreaStart[sb.slot] * sb.blockSize, readBytes, "mount")).subarray(0, sb.metaBytes);
+  if (crc32c(blob) !== sb.metaChecksum) throw fail("EUCLEAN", "mount", `the metadata checksum of generation ${sb.generation} does not match: the image is corrupt`);
+  let decoded: { generation: number; inodes: InodeRecord[] };
+  try {
+    decoded = decodeMeta(blob);
+  } catch (error) {
+    throw fail("EUCLEAN", "mount", `the metadata is corrupt: ${(error as Error).message}`);
+  }
+  if (decoded.generation !== sb.generation) throw fail("EUCLEAN", "mount", `the metadata is generation ${decoded.generation}, its superblock says ${sb.generation}`);
+  const problems = checkMeta(geometry, decoded.inodes);
+  if (problems.length > 0) throw fail("EUCLEAN", "mount", `the metadata is inconsistent: ${problems[0]}`);
+  const fs = new Filesystem(disk, geometry, sb, semantics, opts.sync === true);
+  fs.load(decoded.inodes);
+  disk.mounted = fs;
+  return fs;
+}
+
+/** A mounted filesystem (API.md). */
+export class Filesystem {
+  readonly blockSize: number;
+  readonly semantics: Semantics;
+  /** Mount option `sync`: every inode is IS_SYNC. */
+  readonly syncMount: boolean;
+  /** @internal */
+  readonly disk: Disk;
+  /** @internal */
+  readonly geometry: Geometry;
+  /** @internal */
+  readonly pages: PageCache;
+  private readonly io: BlockIo;
+  private readonly inodes = new Map<number, Inode>();
+  private readonly names = new Map<string, Inode>();
+  /** Disk runs no longer referenced in memory, still referenced by the durable metadata. */
+  private pendingFree: [number, number][] = [];
+  private generation: number;
+  private metaVersion = 0;
+  /** The metaVersion that the newest durable commit captured. */
+  private durableVersion = 0;
+  private readonly commitLock = new Mutex();
+  private reservedBlocks = 0;
+  private state: "mounted" | "unmounted" = "mounted";
+  private readonly crashCountAtMount: number;
+  private readonly handles = new Set<{ closeQuietly(): void }>();
+  private readonly ctrl: DataView;
+  private readonly memory: WebAssembly.Memory;
+
+  /** @internal Use mount(). */
+  constructor(disk: Disk, geometry: Geometry, sb: Superblock, semantics: Semantics, syncMount: boolean) {
+    this.disk = disk;
+    this.geometry = geometry;
+    this.blockSize = geometry.blockSize;
+    this.semantics = semantics;
+    this.syncMount = syncMount;
+    this.generation = sb.generation;
+    this.crashCountAtMount = disk.crashCount;
+    this.memory = disk.memory;
+    this.ctrl = new DataView(disk.memory.buffer, LAYOUT_BASE, 4096);
+    const arenaPages = Math.floor(disk.plan.arenaBytes / PAGE_BYTES);
+    const capacity = Math.max(16, Math.floor(arenaPages / 2));
+    this.pages = new PageCache(disk, capacity, Math.max(8, Math.floor(capacity / 2)));
+    this.io = new BlockIo(disk, () => this.pages.evictClean(16));
+  }
+
+  // ---- state ---------------------------------------------------------------------------------
+
+  /** @internal Throws EIO when the filesystem was unmounted or the disk lost power since mount. */
+  checkAlive(syscall: string): void {
+    if (this.state === "unmounted") throw fail("EIO", syscall, "the filesystem is unmounted");
+    if (this.disk.crashCount !== this.crashCountAtMount) throw fail("EIO", syscall, "the disk lost power since this filesystem was mounted; mount it again");
+    if (this.disk.isClosed) throw fail("EIO", syscall, "the disk is closed");
+  }
+
+  /** @internal Loads the durable metadata into the core's mapping state. */
+  load(records: readonly InodeRecord[]): void {
+    this.ctrl.setUint32(CTRL.FS_BLOCK_COUNT, this.geometry.blockCount, true);
+    const core = this.disk.core;
+    if (core.fs_attach() !== 0) throw new Error("dioemu: the core refused the filesystem regions");
+    core.fs_reset(this.geometry.firstDataBlock);
+    for (const record of records) {
+      if (core.fs_inode_init(record.ino) !== 0) throw fail("EUCLEAN", "mount", `inode ${record.ino} cannot be loaded`);
+      for (let k = 0; k < record.extents.length; k += 3) {
+        const status = core.fs_load_extent(record.ino, record.extents[k], record.extents[k + 1], record.extents[k + 2]);
+        if (status !== 0) throw fail("EUCLEAN", "mount", `inode ${record.ino}: extent ${k / 3} is inconsistent (${status})`);
+      }
+      const inode = new Inode(record.ino, record.size, record.mtimeMs, record.ctimeMs, record.name);
+      this.inodes.set(record.ino, inode);
+      this.names.set(record.name, inode);
+    }
+  }
+
+  /** @internal Marks an inode's size or allocation changed (datasync must persist it). */
+  touchData(inode: Inode): void {
+    inode.dataVersion = inode.allVersion = ++this.metaVersion;
+  }
+  /** @internal Marks an inode's other metadata changed (a full sync persists it). */
+  touchTimes(inode: Inode): void {
+    inode.allVersion = ++this.metaVersion;
+  }
+
+  /** @internal Is the inode IS_SYNC (mount -o sync)? */
+  isSyncInode(_inode: Inode): boolean {
+    return this.syncMount;
+  }
+
+  /** @internal */
+  registerHandle(handle: { closeQuietly(): void }): void {
+    this.handles.add(handle);
+  }
+  /** @internal */
+  unregisterHandle(handle: { closeQuietly(): void }): void {
+    this.handles.delete(handle);
+  }
+
+  // ---- names -------------------------------------------------------------------------------------
+
+  /** @internal A path's name in the flat namespace; throws EINVAL/ENAMETOOLONG/ENOENT-style errors. */
+  nameOf(path: unknown, syscall: string): string {
+    if (typeof path !== "string") throw fail("EINVAL", syscall, `path ${String(path)} must be a string`);
+    const name = path.startsWith("/") ? path.slice(1) : path;
+    if (name.length === 0) throw fail("EISDIR", syscall, `path "${path}" names the root directory`);
+    if (name.includes("/")) throw fail("ENOENT", syscall, `path "${path}": the namespace is flat, there are no subdirectories`);
+    if (name === "." || name === "..") throw fail("EINVAL", syscall, `path "${path}" is not a file name`);
+    if (new TextEncoder().encode(name).length > NAME_BYTES_MAX) throw fail("ENAMETOOLONG", syscall, `name "${name.slice(0, 32)}..." is longer than ${NAME_BYTES_MAX} bytes`);
+    return name;
+  }
+
+  /** @internal The inode named `name`, or undefined. */
+  lookup(name: string): Inode | undefined {
+    return this.names.get(name);
+  }
+
+  /** @internal Creates an empty file `name`; ENOSPC when no inode is free. */
+  create(name: string, syscall: string): Inode {
+    let ino = 1;
+    while (ino <= this.geometry.inodeCount && this.inodes.has(ino)) ino++;
+    if (ino > this.geometry.inodeCount) throw fail("ENOSPC", syscall, `no free inode: all ${this.geometry.inodeCount} are in use`);
+    if (this.disk.core.fs_inode_init(ino) !== 0) throw new Error(`dioemu: core inode slot ${ino} is not free`);
+    const now = Date.now();
+    const inode = new Inode(ino, 0, now, now, name);
+    this.inodes.set(ino, inode);
+    this.names.set(name, inode);
+    this.touchData(inode);
+    return inode;
+  }
+
+  /** Opens (and with O_CREAT creates) a file; flags as open(2). `mode` is accepted and ignored. */
+  async open(path: string, flags: number, mode = 0o666): Promise<FileHandle> {
+    this.checkAlive("open");
+    if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0) throw fail("EINVAL", "open", `flags ${String(flags)} must be a non-negative integer`);
+    if (typeof mode !== "number") throw fail("EINVAL", "open", `mode ${String(mode)} must be a number`);
+    if ((flags & O_ACCMODE) === O_ACCMODE) throw fail("EINVAL", "open", `flags ${flags.toString(8)} (octal) ask for access mode 3, which is not O_RDONLY, O_WRONLY or O_RDWR`);
+    if ((flags & O_DIRECT) !== 0) throw fail("EINVAL", "open", "O_DIRECT is not supported by this filesystem (no direct_IO method), as open(2) reports");
+    const name = this.nameOf(path, "open");
+    let inode = this.names.get(name);
+    if (inode !== undefined && (flags & O_CREAT) !== 0 && (flags & O_EXCL) !== 0) throw fail("EEXIST", "open", `"${name}" exists and O_CREAT|O_EXCL was given`);
+    if (inode === undefined) {
+      if ((flags & O_CREAT) === 0) throw fail("ENOENT", "open", `no file named "${name}" (and no O_CREAT)`);
+      inode = this.create(name, "open");
+    } else if ((flags & O_TRUNC) !== 0 && inode.size > 0) {
+      await this.truncateInode(inode, 0, "open");
+    }
+    return new FileHandle(this, inode, flags);
+  }
+
+  /** @internal truncate(): waits for direct IO in flight, then shrinks or grows (a hole) to `size`. */
+  async truncateInode(inode: Inode, size: number, syscall: string): Promise<void> {
+    if (size > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `length ${size} passes the ${FILE_BYTES_MAX}-byte file size limit`);
+    await inode.lock.run(async () => {
+      this.checkAlive(syscall);
+      await inode.dioWait();
+      if (size < inode.size) {
+        const keepPages = Math.ceil(size / PAGE_BYTES);
+        for (const page of this.pages.pagesOf(inode.ino)) {
+          if (page.index >= keepPages) this.reservedBlocks -= this.pages.drop(page);
+        }
+        const tail = size % PAGE_BYTES;
+        if (tail !== 0) {
+          // The part of the last page past the new end must read as zeros if the file grows again.
+          const page = await this.getPage(inode, Math.floor(size / PAGE_BYTES), true, syscall);
+          page.buf.fill(0, tail);
+          const lastBlock = Math.floor((size - 1) / this.blockSize);
+          const mapped = this.disk.core.fs_get_block(inode.ino, lastBlock, 1, 0) === 0 && (this.disk.core.fs_map_flags() & MAP_MAPPED) !== 0;
+          if (mapped) this.pages.markDirty(page);
+        }
+        this.truncateBlocks(inode, Math.ceil(size / this.blockSize));
+      }
+      if (size !== inode.size) {
+        inode.size = size;
+        this.touchData(inode);
+      }
+      inode.mtimeMs = inode.ctimeMs = Date.now();
+      this.touchTimes(inode);
+    });
+  }
+
+  async unlink(path: string): Promise<void> {
+    this.checkAlive("unlink");
+    const name = this.nameOf(path, "unlink");
+    const inode = this.names.get(name);
+    if (inode === undefined) throw fail("ENOENT", "unlink", `no file named "${name}"`);
+    this.names.delete(name);
+    inode.name = null;
+    ++this.metaVersion;
+    if (inode.openCount === 0) await this.evict(inode);
+  }
+
+  /** @internal The last reference to an unlinked inode is gone: its blocks and slot go back. */
+  async evict(inode: Inode): Promise<void> {
+    const unlock = await inode.lock.lock();
+    try {
+      await inode.dioWait();
+      for (const page of this.pages.pagesOf(inode.ino)) this.reservedBlocks -= this.pages.drop(page);
+      this.truncateBlocks(inode, 0);
+      this.disk.core.fs_inode_release(inode.ino);
+      this.inodes.delete(inode.ino);
+    } finally {
+      unlock();
+    }
+  }
+
+  async stat(path: string): Promise<Stats> {
+    this.checkAlive("stat");
+    const name = this.nameOf(path, "stat");
+    const inode = this.names.get(name);
+    if (inode === undefined) throw fail("ENOENT", "stat", `no file named "${name}"`);
+    return this.statInode(inode);
+  }
+
+  /** @internal */
+  statInode(inode: Inode): Stats {
+    const reserved = this.pages.pagesOf(inode.ino).reduce((sum, page) => sum + page.reservedBlocks, 0);
+    const blocks = (this.disk.core.fs_mapped_blocks(inode.ino) + reserved) * (this.blockSize / SECTOR_BYTES);
+    return { ino: inode.ino, size: inode.size, blocks, blksize: this.blockSize, mtimeMs: inode.mtimeMs, ctimeMs: inode.ctimeMs };
+  }
+
+  async readdir(path = "/"): Promise<string[]> {
+    this.checkAlive("readdir");
+    if (path !== "/" && path !== "" && path !== ".") throw fail("ENOTDIR", "readdir", `path "${path}": the only directory is "/"`);
+    return [...this.names.keys()].sort();
+  }
+
+  // ---- mapping -------------------------------------------------------------------------------------
+
+  /**
+   * @internal get_block (spec 2.7) through the core: maps file blocks from `fileBlock`, up to
+   * `maxBlocks`, allocating with `create`. ENOSPC frees what a commit can free and retries once.
+   */
+  async getBlock(inode: Inode, fileBlock: number, maxBlocks: number, create: boolean, syscall: string): Promise<{ diskBlock: number; count: number; flags: number }> {
+    const core = this.disk.core;
+    let status = core.fs_get_block(inode.ino, fileBlock, maxBlocks, create ? 1 : 0);
+    if (status === -28 && this.pendingFree.length > 0) {
+      await this.commit(syscall);
+      status = core.fs_get_block(inode.ino, fileBlock, maxBlocks, create ? 1 : 0);
+    }
+    if (status === -28) throw fail("ENOSPC", syscall, `no free block to map block ${fileBlock} of inode ${inode.ino}`);
+    if (status !== 0) throw DioError.fromErrno(status, syscall, `mapping block ${fileBlock} of inode ${inode.ino} failed`);
+    const flags = core.fs_map_flags();
+    if (create && (flags & 2) !== 0) this.touchData(inode);
+    return { diskBlock: core.fs_map_disk_block() >>> 0, count: core.fs_map_block_count() >>> 0, flags };
+  }
+
+  /** @internal Unmaps file blocks from `fromBlock` on; the freed runs wait for the next commit. */
+  truncateBlocks(inode: Inode, fromBlock: number): void {
+    const core = this.disk.core;
+    const scratch = new Uint32Array(this.memory.buffer, this.disk.plan.fsScratchBase, this.disk.plan.fsScratchCapacity * 3);
+    for (;;) {
+      const runs = core.fs_truncate(inode.ino, fromBlock);
+      if (runs < 0) throw new Error(`dioemu: core truncate of inode ${inode.ino} failed (${runs})`);
+      for (let i = 0; i < runs; i++) this.pendingFree.push([scratch[i * 3 + 1], scratch[i * 3 + 2]]);
+      if (runs > 0) this.touchData(inode);
+      if (runs < this.disk.plan.fsScratchCapacity) break;
+    }
+  }
+
+  /** @internal Extents of an inode as [file, disk, length] triples (read from the core's pool). */
+  extentsOf(ino: number): Uint32Array {
+    const slot = new DataView(this.memory.buffer, this.disk.plan.fsInodeBase + ino * FS_INODE_SIZE, FS_INODE_SIZE);
+    const start = slot.getUint32(0, true);
+    const count = slot.getUint32(4, true);
+    return new Uint32Array(this.memory.buffer.slice(this.disk.plan.fsExtentBase + start * FS_EXTENT_SIZE,
+      this.disk.plan.fsExtentBase + (start + count) * FS_EXTENT_SIZE));
+  }
+
+  /** Free blocks that a new reservation may use. */
+  private availableBlocks(): number {
+    return this.ctrl.getUint32(CTRL.FS_FREE_BLOCKS, true) - this.reservedBlocks;
+  }
+
+  /** @internal Reserves `blocks` for delayed allocation, committing to release freed blocks if needed. */
+  async reserve(blocks: number, syscall: string): Promise<void> {
+    if (blocks === 0) return;
+    if (this.availableBlocks() < blocks && this.pendingFree.length > 0) await this.commit(syscall);
+    if (this.availableBlocks() < blocks) {
+      throw fail("ENOSPC", syscall, `no space: ${blocks} blocks needed, ${Math.max(0, this.availableBlocks())} free`);
+    }
+    this.reservedBlocks += blocks;
+  }
+
+  /** @internal Gives back reserved blocks. */
+  unreserve(blocks: number): void {
+    this.reservedBlocks -= blocks;
+  }
+
+  // ---- page IO -------------------------------------------------------------------------------------
+
+  /** @internal Blocks in one page and file blocks of page `index`. */
+  pageBlocks(index: number): { first: number; count: number } {
+    const perPage = PAGE_BYTES / this.blockSize;
+    return { first: index * perPage, count: perPage };
+  }
+
+  /**
+   * @internal Moves whole consecutive pages [first..last] of `inode` to or from the disk, block by
+   * block: reads zero-fill holes; writes allocate (create) and skip blocks past `limitBlock`.
+   * Bios cover disk-contiguous runs, up to 256 segments each.
+   */
+  async pageIo(inode: Inode, pages: Page[], op: "read" | "write", syscall: string): Promise<void> {
+    const perPage = PAGE_BYTES / this.blockSize;
+    const fileBlocks = Math.ceil(inode.size / this.blockSize);
+    const bios: Promise<void>[] = [];
+    let i = 0;
+    while (i < pages.length) {
+      // A run of consecutive page indexes.
+      let j = i;
+      while (j + 1 < pages.length && pages[j + 1].index === pages[j].index + 1) j++;
+      const firstBlock = pages[i].index * perPage;
+      const endBlock = Math.min((pages[j].index + 1) * perPage, op === "write" ? fileBlocks : Number.MAX_SAFE_INTEGER);
+      let block = firstBlock;
+      while (block < endBlock) {
+        const map = await this.getBlock(inode, block, endBlock - block, op === "write", syscall);
+        const runBlocks = map.count;
+        if ((map.flags & MAP_MAPPED) === 0) {
+          for (let b = block; b < block + runBlocks; b++) {
+            const page = pages[i + Math.floor((b - firstBlock) / perPage)];
+            const at = (b % perPage) * this.blockSize;
+            page.buf.fill(0, at, at + this.blockSize);
+          }
+        } else {
+          let segments: BioSegment[] = [];
+          let bioStart = map.diskBlock;
+          let bytes = 0;
+          for (let b = block; b < block + runBlocks; b++) {
+            const page = pages[i + Math.floor((b - firstBlock) / perPage)];
+            const at = (b % perPage) * this.blockSize;
+            const last = segments[segments.length - 1];
+            if (last !== undefined && last.buf === page.buf && (last.offset ?? 0) + (last.length ?? 0) === at) {
+              last.length = (last.length ?? 0) + this.blockSize;
+            } else {
+              if (segments.length === BIO_SEGMENTS_MAX || bytes >= IO_CHUNK_BYTES) {
+                bios.push(this.io.submit({ op, sector: bioStart * this.blockSize / SECTOR_BYTES, segments }, syscall));
+                bioStart += bytes / this.blockSize;
+                segments = [];
+                bytes = 0;
+              }
+              segments.push({ buf: page.buf, offset: at, length: this.blockSize });
+            }
+            bytes += this.blockSize;
+          }
+          bios.push(this.io.submit({ op, sector: bioStart * this.blockSize / SECTOR_BYTES, segments }, syscall));
+        }
+        block += runBlocks;
+      }
+      i = j + 1;
+    }
+    const results = await Promise.allSettled(bios);
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** @internal Writes back the dirty pages of `inode` (caller holds the inode lock). */
+  async writebackInode(inode: Inode, syscall: string): Promise<void> {
+    const dirty = this.pages.pagesOf(inode.ino, true);
+    if (dirty.length === 0) return;
+    // Pages wholly past EOF (a racing truncate) are dropped rather than written.
+    const live = dirty.filter((page) => page.index * PAGE_BYTES < inode.size);
+    for (const page of dirty) if (!live.includes(page)) this.reservedBlocks -= this.pages.drop(page);
+    await this.pageIo(inode, live, "write", syscall);
+    for (const page of live) {
+      this.reservedBlocks -= page.reservedBlocks;
+      page.reservedBlocks = 0;
+      this.pages.markClean(page);
+    }
+  }
+
+  /** @internal Writes back every dirty page, one inode at a time under its lock. */
+  async writebackAll(syscall: string): Promise<void> {
+    for (const ino of this.pages.dirtyInodes()) {
+      const inode = this.inodes.get(ino);
+      if (inode === undefined) continue;
+      await inode.lock.run(() => this.writebackInode(inode, syscall));
+    }
+  }
+
+  /** @internal A page of `inode` for reading or partial writing, filled from disk when new. */
+  async getPage(inode: Inode, index: number, fill: boolean, syscall: string): Promise<Page> {
+    const cached = this.pages.get(inode.ino, index);
+    if (cached !== undefined) return cached;
+    let page = this.pages.create(inode.ino, index);
+    if (page === undefined) {
+      // Only dirty pages are left: write back this inode's (we hold its lock), then others'.
+      await this.writebackInode(inode, syscall);
+      page = this.pages.create(inode.ino, index);
+      if (page === undefined) throw fail("ENOMEM", syscall, "the page cache is full of dirty pages of other files; sync them");
+    }
+    if (fill && index * PAGE_BYTES < inode.size) {
+      try {
+        await this.pageIo(inode, [page], "read", syscall);
+      } catch (error) {
+        this.pages.drop(page);
+        throw error;
+      }
+    }
+    return page;
+  }
+
+  // ---- durability -----------------------------------------------------------------------------------
+
+  /**
+   * Commits the metadata copy-on-write: the blob goes to the area the newest durable superblock
+   * does not use, then that area's superblock is written with PREFLUSH|FUA. Blocks freed before
+   * the blob was taken become free once the superblock is durable.
+   */
+  async commit(syscall: string): Promise<void> {
+    await this.commitLock.run(async () => {
+      this.checkAlive(syscall);
+      const version = this.metaVersion;
+      const records: InodeRecord[] = [];
+      for (const inode of [...this.inodes.values()].sort((a, b) => a.ino - b.ino)) {
+        if (inode.name === null) continue;
+        records.push({ ino: inode.ino, size: inode.size, mtimeMs: inode.mtimeMs, ctimeMs: inode.ctimeMs, name: inode.name, extents: this.extentsOf(inode.ino) });
+      }
+      const frees = this.pendingFree.splice(0);
+      const generation = this.generation + 1;
+      const slot = generation % 2;
+      const blob = encodeMeta(generation, records);
+      const padded = new Uint8Array(Math.ceil(blob.length / this.blockSize) * this.blockSize);
+      padded.set(blob);
+      const sb = encodeSuperblock({
+        version: FORMAT_VERSION, blockSize: this.blockSize, blockCount: this.geometry.blockCount,
+        inodeCount: this.geometry.inodeCount, metaAreaBlocks: this.geometry.metaAreaBlocks, slot,
+        generation, metaBytes: blob.length, metaChecksum: crc32c(blob),
+      });
+      try {
+        await this.io.write(this.geometry.metaAreaStart[slot] * this.blockSize, padded, syscall);
+        // PREFLUSH: the blob and every data write completed so far are durable before the
+        // superblock that points at them; FUA: the superblock itself is durable on completion.
+        await this.io.write(SUPER_SLOT_OFFSETS[slot], slotBytes(this.disk, sb), syscall, ["PREFLUSH", "FUA"]);
+      } catch (error) {
+        this.pendingFree.unshift(...frees);
+        throw error;
+      }
+      this.generation = generation;
+      this.durableVersion = Math.max(this.durableVersion, version);
+      for (const [start, length] of frees) {
+        if (this.disk.core.fs_free_run(start, length) !== 0) throw new Error(`dioemu: freeing blocks ${start}+${length} failed`);
+      }
+    });
+  }
+
+  /** @internal Persists what fsync (full) or fdatasync needs for `inode`; ends with a cache flush. */
+  async syncInode(inode: Inode, datasync: boolean, syscall: string): Promise<void> {
+    this.checkAlive(syscall);
+    await inode.lock.run(() => this.writebackInode(inode, syscall));
+    const needed = datasync ? inode.dataVersion : inode.allVersion;
+    if (needed > this.durableVersion) await this.commit(syscall);
+    else await this.io.flush(syscall);
+  }
+
+  /** Writes back every file and commits the metadata (sync(2) for this filesystem). */
+  async sync(): Promise<void> {
+    this.checkAlive("sync");
+    await this.writebackAll("sync");
+    if (this.metaVersion > this.durableVersion) await this.commit("sync");
+    else await this.io.flush("sync");
+  }
+
+  /** Waits for IO in flight, writes everything back, commits, and releases the filesystem. */
+  async unmount(): Promise<void> {
+    this.checkAlive("umount");
+    for (const inode of this.inodes.values()) await inode.dioWait();
+    await this.sync();
+    for (const handle of [...this.handles]) handle.closeQuietly();
+    this.pages.dropAll();
+    this.state = "unmounted";
+    if (this.disk.mounted === this) this.disk.mounted = undefined;
+  }
+
+  /**
+   * Checks the durable image: both superblocks, the newest one's metadata (checksum, structure,
+   * extents in range and not shared), and that the in-memory map agrees with it where nothing
+   * changed since. Returns every problem found.
+   */
+  async fsck(): Promise<{ ok: boolean; errors: string[] }> {
+    this.checkAlive("fsck");
+    const errors: string[] = [];
+    const lbs = this.disk.limits.logicalBlockSize;
+    const sbs: Superblock[] = [];
+    for (const [i, offset] of SUPER_SLOT_OFFSETS.entries()) {
+      const read = decodeSuperblock((await this.io.read(offset, lbs, "fsck")).subarray(0, SUPER_BYTES));
+      if (read.kind === "bad-checksum") errors.push(`superblock ${i}: checksum mismatch`);
+      else if (read.kind === "newer") errors.push(`superblock ${i}: format version ${read.version} is newer than ${FORMAT_VERSION}`);
+      else if (read.kind === "ok") {
+        if (read.sb.slot !== i) errors.push(`superblock ${i}: claims to be slot ${read.sb.slot}`);
+        else sbs.push(read.sb);
+      }
+    }
+    if (sbs.length === 0) return { ok: false, errors: [...errors, "no valid superblock"] };
+    const sb = sbs.reduce((a, b) => (b.generation > a.generation ? b : a));
+    if (sb.blockCount !== this.geometry.blockCount || sb.blockSize !== this.blockSize || sb.metaAreaBlocks !== this.geometry.metaAreaBlocks) {
+      errors.push(`superblock ${sb.slot}: geometry differs from the mounted filesystem's`);
+    }
+    const readBytes = Math.ceil(sb.metaBytes / lbs) * lbs;
+    const blob = (await this.io.read(this.geometry.metaAreaStart[sb.slot] * this.blockSize, readBytes, "fsck")).subarray(0, sb.metaBytes);
+    if (crc32c(blob) !== sb.metaChecksum) return { ok: false, errors: [...errors, `metadata of generation ${sb.generation}: checksum mismatch`] };
+    try {
+      const decoded = decodeMeta(blob);
+      if (decoded.generation !== sb.generation) errors.push(`metadata generation ${decoded.generation} differs from its superblock's ${sb.generation}`);
+      errors.push(...checkMeta(this.geometry, decoded.inodes));
+    } catch (error) {
+      errors.push(`metadata: ${(error as Error).message}`);
+    }
+    return { ok: errors.length === 0, errors };
+  }
+}

@@ -1,0 +1,132 @@
+// The page cache of one filesystem: 4 KiB pages of file data, held in the disk's IO-buffer arena
+// so that writeback and reads go to the device with no copy. Clean pages are evicted least
+// recently used first; dirty pages leave only through writeback (the filesystem's job).
+import type { Disk } from "../disk.js";
+import { DioError } from "../errors.js";
+
+export const PAGE_BYTES = 4096;
+
+/** One cached page of one file. */
+export interface Page {
+  ino: number;
+  index: number;
+  buf: Uint8Array;
+  dirty: boolean;
+  /** Blocks reserved for this page's unmapped blocks until writeback allocates them. */
+  reservedBlocks: number;
+  lastUse: number;
+}
+
+export class PageCache {
+  private readonly files = new Map<number, Map<number, Page>>();
+  private pageCount = 0;
+  private dirtyCount = 0;
+  private clock = 0;
+
+  constructor(private readonly disk: Disk, readonly capacityPages: number, readonly dirtyLimitPages: number) {}
+
+  get pages(): number {
+    return this.pageCount;
+  }
+  get dirtyPages(): number {
+    return this.dirtyCount;
+  }
+
+  get(ino: number, index: number): Page | undefined {
+    const page = this.files.get(ino)?.get(index);
+    if (page !== undefined) page.lastUse = ++this.clock;
+    return page;
+  }
+
+  /** The pages of `ino`, in index order (optionally only dirty ones). */
+  pagesOf(ino: number, dirtyOnly = false): Page[] {
+    const file = this.files.get(ino);
+    if (file === undefined) return [];
+    const list = [...file.values()].filter((page) => !dirtyOnly || page.dirty);
+    return list.sort((a, b) => a.index - b.index);
+  }
+
+  /** Inodes that hold dirty pages. */
+  dirtyInodes(): number[] {
+    const inos: number[] = [];
+    for (const [ino, file] of this.files) {
+      for (const page of file.values()) {
+        if (page.dirty) {
+          inos.push(ino);
+          break;
+        }
+      }
+    }
+    return inos.sort((a, b) => a - b);
+  }
+
+  /**
+   * A new zeroed page for (ino, index), evicting clean pages when the cache is full. Returns
+   * undefined when only dirty pages could make room (the caller writes back and retries).
+   */
+  create(ino: number, index: number): Page | undefined {
+    if (this.pageCount >= this.capacityPages && !this.evictClean(1)) return undefined;
+    let buf: Uint8Array | undefined;
+    while (buf === undefined) {
+      try {
+        buf = this.disk.alloc(PAGE_BYTES);
+      } catch (error) {
+        if (!(error instanceof DioError) || error.code !== "ENOMEM") throw error;
+        // The arena is shared with the user's buffers: give back clean pages, or give up.
+        if (!this.evictClean(16)) return undefined;
+      }
+    }
+    const page: Page = { ino, index, buf, dirty: false, reservedBlocks: 0, lastUse: ++this.clock };
+    let file = this.files.get(ino);
+    if (file === undefined) {
+      file = new Map();
+      this.files.set(ino, file);
+    }
+    file.set(index, page);
+    this.pageCount++;
+    return page;
+  }
+
+  markDirty(page: Page): void {
+    if (!page.dirty) {
+      page.dirty = true;
+      this.dirtyCount++;
+    }
+  }
+
+  markClean(page: Page): void {
+    if (page.dirty) {
+      page.dirty = false;
+      this.dirtyCount--;
+    }
+  }
+
+  /** Drops one page, dirty or not (truncate, unlink). Returns its reserved blocks. */
+  drop(page: Page): number {
+    const file = this.files.get(page.ino);
+    if (file?.get(page.index) !== page) return 0;
+    file.delete(page.index);
+    if (file.size === 0) this.files.delete(page.ino);
+    if (page.dirty) this.dirtyCount--;
+    this.pageCount--;
+    this.disk.free(page.buf);
+    const reserved = page.reservedBlocks;
+    page.reservedBlocks = 0;
+    return reserved;
+  }
+
+  /** Evicts up to `count` clean pages, least recently used first; false if none could go. */
+  evictClean(count: number): boolean {
+    const clean: Page[] = [];
+    for (const file of this.files.values()) for (const page of file.values()) if (!page.dirty) clean.push(page);
+    if (clean.length === 0) return false;
+    clean.sort((a, b) => a.lastUse - b.lastUse);
+    for (const page of clean.slice(0, count)) this.drop(page);
+    return true;
+  }
+
+  /** Drops every page (unmount, or the filesystem died). */
+  dropAll(): void {
+    for (const file of [...this.files.values()]) for (const page of [...file.values()]) this.drop(page);
+  }
+}
