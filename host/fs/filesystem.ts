@@ -251,6 +251,8 @@ export class Filesystem {
   private durableVersion = 0;
   private readonly commitLock = new Mutex();
   private reservedBlocks = 0;
+  private dataWritesInFlight = 0;
+  private dataWriteWaiters: (() => void)[] = [];
   private state: "mounted" | "unmounted" = "mounted";
   private readonly crashCountAtMount: number;
   private readonly handles = new Set<{ closeQuietly(): void }>();
@@ -455,21 +457,31 @@ export class Filesystem {
   // ---- mapping -------------------------------------------------------------------------------------
 
   /**
-   * @internal get_block (spec 2.7) through the core: maps file blocks from `fileBlock`, up to
-   * `maxBlocks`, allocating with `create`. ENOSPC frees what a commit can free and retries once.
+   * @internal get_block (spec 2.7) through the core, synchronously: maps file blocks from
+   * `fileBlock`, up to `maxBlocks`, allocating with `create`. Throws ENOSPC when no block is free.
    */
-  async getBlock(inode: Inode, fileBlock: number, maxBlocks: number, create: boolean, syscall: string): Promise<{ diskBlock: number; count: number; flags: number }> {
+  mapBlocks(inode: Inode, fileBlock: number, maxBlocks: number, create: boolean, syscall: string): { diskBlock: number; count: number; flags: number } {
     const core = this.disk.core;
-    let status = core.fs_get_block(inode.ino, fileBlock, maxBlocks, create ? 1 : 0);
-    if (status === -28 && this.pendingFree.length > 0) {
-      await this.commit(syscall);
-      status = core.fs_get_block(inode.ino, fileBlock, maxBlocks, create ? 1 : 0);
-    }
+    const status = core.fs_get_block(inode.ino, fileBlock, maxBlocks, create ? 1 : 0);
     if (status === -28) throw fail("ENOSPC", syscall, `no free block to map block ${fileBlock} of inode ${inode.ino}`);
     if (status !== 0) throw DioError.fromErrno(status, syscall, `mapping block ${fileBlock} of inode ${inode.ino} failed`);
     const flags = core.fs_map_flags();
     if (create && (flags & 2) !== 0) this.touchData(inode);
     return { diskBlock: core.fs_map_disk_block() >>> 0, count: core.fs_map_block_count() >>> 0, flags };
+  }
+
+  /**
+   * @internal get_block that, on ENOSPC, first commits to release blocks freed since the last
+   * commit, then retries once.
+   */
+  async getBlock(inode: Inode, fileBlock: number, maxBlocks: number, create: boolean, syscall: string): Promise<{ diskBlock: number; count: number; flags: number }> {
+    try {
+      return this.mapBlocks(inode, fileBlock, maxBlocks, create, syscall);
+    } catch (error) {
+      if (!(error instanceof DioError) || error.code !== "ENOSPC" || this.pendingFree.length === 0) throw error;
+      await this.commit(syscall);
+      return this.mapBlocks(inode, fileBlock, maxBlocks, create, syscall);
+    }
   }
 
   /** @internal Unmaps file blocks from `fromBlock` on; the freed runs wait for the next commit. */
@@ -523,61 +535,80 @@ export class Filesystem {
   }
 
   /**
-   * @internal Moves whole consecutive pages [first..last] of `inode` to or from the disk, block by
-   * block: reads zero-fill holes; writes allocate (create) and skip blocks past `limitBlock`.
-   * Bios cover disk-contiguous runs, up to 256 segments each.
+   * @internal Moves consecutive runs of `pages` of `inode` to or from the disk, block by block:
+   * reads zero-fill holes; writes allocate and skip blocks past EOF. All mapping is done first,
+   * synchronously, and the write bios are counted in flight before anything else can run, so a
+   * commit never records an allocation whose data is not at least on its way (ordered data).
+   * Bios cover disk-contiguous runs, up to 256 segments and 1 MiB each.
    */
   async pageIo(inode: Inode, pages: Page[], op: "read" | "write", syscall: string): Promise<void> {
     const perPage = PAGE_BYTES / this.blockSize;
     const fileBlocks = Math.ceil(inode.size / this.blockSize);
-    const bios: Promise<void>[] = [];
+    const bios: Bio[] = [];
     let i = 0;
     while (i < pages.length) {
-      // A run of consecutive page indexes.
       let j = i;
       while (j + 1 < pages.length && pages[j + 1].index === pages[j].index + 1) j++;
       const firstBlock = pages[i].index * perPage;
       const endBlock = Math.min((pages[j].index + 1) * perPage, op === "write" ? fileBlocks : Number.MAX_SAFE_INTEGER);
+      const pageOf = (block: number): Page => pages[i + Math.floor((block - firstBlock) / perPage)];
       let block = firstBlock;
       while (block < endBlock) {
-        const map = await this.getBlock(inode, block, endBlock - block, op === "write", syscall);
-        const runBlocks = map.count;
+        const map = this.mapBlocks(inode, block, endBlock - block, op === "write", syscall);
         if ((map.flags & MAP_MAPPED) === 0) {
-          for (let b = block; b < block + runBlocks; b++) {
-            const page = pages[i + Math.floor((b - firstBlock) / perPage)];
+          for (let b = block; b < block + map.count; b++) {
             const at = (b % perPage) * this.blockSize;
-            page.buf.fill(0, at, at + this.blockSize);
+            pageOf(b).buf.fill(0, at, at + this.blockSize);
           }
         } else {
           let segments: BioSegment[] = [];
           let bioStart = map.diskBlock;
           let bytes = 0;
-          for (let b = block; b < block + runBlocks; b++) {
-            const page = pages[i + Math.floor((b - firstBlock) / perPage)];
+          for (let b = block; b < block + map.count; b++) {
+            const page = pageOf(b);
             const at = (b % perPage) * this.blockSize;
             const last = segments[segments.length - 1];
             if (last !== undefined && last.buf === page.buf && (last.offset ?? 0) + (last.length ?? 0) === at) {
               last.length = (last.length ?? 0) + this.blockSize;
-            } else {
-              if (segments.length === BIO_SEGMENTS_MAX || bytes >= IO_CHUNK_BYTES) {
-                bios.push(this.io.submit({ op, sector: bioStart * this.blockSize / SECTOR_BYTES, segments }, syscall));
-                bioStart += bytes / this.blockSize;
-                segments = [];
-                bytes = 0;
-              }
-              segments.push({ buf: page.buf, offset: at, length: this.blockSize });
+              bytes += this.blockSize;
+              continue;
             }
+            if (segments.length === BIO_SEGMENTS_MAX || bytes >= IO_CHUNK_BYTES) {
+              bios.push({ op, sector: bioStart * this.blockSize / SECTOR_BYTES, segments });
+              bioStart += bytes / this.blockSize;
+              segments = [];
+              bytes = 0;
+            }
+            segments.push({ buf: page.buf, offset: at, length: this.blockSize });
             bytes += this.blockSize;
           }
-          bios.push(this.io.submit({ op, sector: bioStart * this.blockSize / SECTOR_BYTES, segments }, syscall));
+          bios.push({ op, sector: bioStart * this.blockSize / SECTOR_BYTES, segments });
         }
-        block += runBlocks;
+        block += map.count;
       }
       i = j + 1;
     }
-    const results = await Promise.allSettled(bios);
+    if (op === "write") this.dataWritesInFlight += bios.length;
+    const results = await Promise.allSettled(bios.map(async (bio) => {
+      try {
+        await this.io.submit(bio, syscall);
+      } finally {
+        if (op === "write") this.dataWriteDone();
+      }
+    }));
     const failed = results.find((r) => r.status === "rejected");
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  private dataWriteDone(): void {
+    this.dataWritesInFlight--;
+    if (this.dataWritesInFlight === 0) for (const wake of this.dataWriteWaiters.splice(0)) wake();
+  }
+
+  /** Resolves when no data write of writeback is in flight. */
+  private dataWritesIdle(): Promise<void> {
+    if (this.dataWritesInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.dataWriteWaiters.push(resolve));
   }
 
   /** @internal Writes back the dirty pages of `inode` (caller holds the inode lock). */
@@ -636,6 +667,9 @@ export class Filesystem {
   async commit(syscall: string): Promise<void> {
     await this.commitLock.run(async () => {
       this.checkAlive(syscall);
+      // Ordered data: the blob is taken when no data write is in flight, with no await between
+      // that check and the snapshot, so every block it maps holds its data or is being flushed.
+      while (this.dataWritesInFlight > 0) await this.dataWritesIdle();
       const version = this.metaVersion;
       const records: InodeRecord[] = [];
       for (const inode of [...this.inodes.values()].sort((a, b) => a.ino - b.ino)) {
