@@ -14,15 +14,20 @@ import {
   cacheDataBase, cacheHeaderBase, cacheIndexBase, cacheIndexSlots, cacheSlots, ctrlAddr, features,
   imageBase, sectorCount,
 } from "./state";
-import { iterCopyIn, iterCopyOut, iterFault, iterSkip, iterStart } from "./iter";
+import { bvecRangeValid, iterCopyIn, iterCopyOut, iterFault, iterSkip, iterStart } from "./iter";
 
 // ---- lock -------------------------------------------------------------------------------------
+
+/** Spins before a held lock is taken to be abandoned (a holder that trapped): then trap too. */
+const LOCK_SPINS_MAX: u32 = 1 << 30;
 
 /** Takes the device lock: every thread's core instance mutates the cache only while holding it. */
 function lockDevice(): void {
   // Acquire: the cmpxchg orders this thread's later loads after the previous holder's stores.
-  while (atomic.cmpxchg<u32>(ctrlAddr(CTRL_DEVICE_LOCK), 0, 1) != 0) {
-    // A browser page's main thread may not block, so the wait is a spin; holders are short.
+  // A browser page's main thread may not block, so the wait is a spin; holders are short, and
+  // every request is validated before the lock is taken, so no holder traps.
+  for (let spins: u32 = 0; atomic.cmpxchg<u32>(ctrlAddr(CTRL_DEVICE_LOCK), 0, 1) != 0; spins++) {
+    if (spins == LOCK_SPINS_MAX) unreachable();
   }
 }
 function unlockDevice(): void {
@@ -161,11 +166,13 @@ function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void
   const slot = indexProbe(line);
   const older = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line
     ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
+  // The data first: the entry is published (header, index, head) only once it holds it.
+  iterCopyOut(entryData(pos) + (<usize>firstInLine << SECTOR_SHIFT), count << SECTOR_SHIFT);
+  if (iterFault) return;
   store<u32>(header + ENTRY_LINE, line);
   store<u32>(header + ENTRY_WRITE_ID, writeId);
   store<u32>(header + ENTRY_PREV, older);
   store<u32>(header + ENTRY_MASK, mask);
-  iterCopyOut(entryData(pos) + (<usize>firstInLine << SECTOR_SHIFT), count << SECTOR_SHIFT);
   store<u32>(indexSlotAddr(slot) + INDEX_LINE, line);
   store<u32>(indexSlotAddr(slot) + INDEX_POS, pos);
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), pos + 1);
@@ -202,6 +209,7 @@ function sectorSource(line: u32, newest: u32, inLine: u32): usize {
 // ---- requests ---------------------------------------------------------------------------------
 
 @inline function rangeValid(sector: u32, sectors: u32): bool {
+  // sectorCount < 2^23 (wasm32), so sectors << SECTOR_SHIFT below cannot overflow once this holds.
   return sectors != 0 && <u64>sector + <u64>sectors <= <u64>sectorCount;
 }
 
@@ -212,6 +220,7 @@ function sectorSource(line: u32, newest: u32, inLine: u32): usize {
  */
 export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fua: bool): i32 {
   if (!rangeValid(sector, sectors)) return -EIO;
+  if (!bvecRangeValid(index, done, sectors << SECTOR_SHIFT)) return -EINVAL;
   iterStart(index, done);
   lockDevice();
   if (!hasCache() || fua) {
@@ -250,6 +259,7 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
 /** Completes one read request: the newest version of each sector goes to the bvec cursor. */
 export function deviceRead(sector: u32, sectors: u32, index: u32, done: u32): i32 {
   if (!rangeValid(sector, sectors)) return -EIO;
+  if (!bvecRangeValid(index, done, sectors << SECTOR_SHIFT)) return -EINVAL;
   iterStart(index, done);
   lockDevice();
   if (!hasCache() || cacheHead() == cacheTail()) {
@@ -342,6 +352,7 @@ export function crashCache(seed: u32, torn: bool): void {
  */
 export function crashInflightWrite(sector: u32, sectors: u32, index: u32, done: u32, seed: u32, torn: bool): i32 {
   if (!rangeValid(sector, sectors)) return -EINVAL;
+  if (!bvecRangeValid(index, done, sectors << SECTOR_SHIFT)) return -EINVAL;
   iterStart(index, done);
   lockDevice();
   const writeId = nextWriteId();

@@ -125,13 +125,17 @@ export function blk_run_batch(first: u32, count: u32, pieceSlot: u32): i32 {
 
 /** `count` copies of `bytes` bytes from `src` to consecutive destinations from `dst`, wrapping
  *  every `wrapBytes`: the memory.copy baseline the benchmarks compare the write path with. */
-export function bench_copy(dst: u32, src: u32, bytes: u32, count: u32, wrapBytes: u32): void {
+export function bench_copy(dst: u32, src: u32, bytes: u32, count: u32, wrapBytes: u32): i32 {
+  // Both ranges must lie in the IO-buffer arena.
+  if (src < state.arenaBase || <u64>src + bytes > <u64>state.arenaEnd) return -EINVAL;
+  if (bytes > wrapBytes || dst < state.arenaBase || <u64>dst + wrapBytes > <u64>state.arenaEnd) return -EINVAL;
   let offset: u32 = 0;
   for (let k: u32 = 0; k < count; k++) {
     memory.copy(<usize>(dst + offset), <usize>src, bytes);
     offset += bytes;
     if (offset + bytes > wrapBytes) offset = 0;
   }
+  return 0;
 }
 
 // ---- filesystem mapping (assembly/fs.ts) ---------------------------------------------------------

@@ -29,6 +29,28 @@ export function bvecsValid(index: u32, count: u32, done: u32, bytes: u32): bool 
   return <u64>done < <u64>bvecLen(index) && total - done == <u64>bytes;
 }
 
+/**
+ * Checks that `bytes` bytes starting `done` into bvec `index` lie in bvecs inside the pool, each
+ * inside the arena: what a request handed to the device must satisfy before memory is touched.
+ */
+export function bvecRangeValid(index: u32, done: u32, bytes: u32): bool {
+  let i = index;
+  let skip = done;
+  let left = bytes;
+  while (left != 0) {
+    if (i >= bvecCapacity) return false;
+    const addr = bvecAddr(i);
+    const len = bvecLen(i);
+    if (len == 0 || skip >= len) return false;
+    if (addr < arenaBase || <u64>addr + len > <u64>arenaEnd) return false;
+    const part = len - skip < left ? len - skip : left;
+    left -= part;
+    skip = 0;
+    i++;
+  }
+  return true;
+}
+
 /** Copies `bytes` from the bio's segments at the cursor to `dst`, advancing the cursor. */
 export function iterCopyOut(dst: usize, bytes: u32): void {
   while (bytes != 0) {

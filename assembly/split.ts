@@ -22,20 +22,22 @@ function chunkSectorsLeft(sector: u32, chunk: u32): u32 {
   return chunk - sector % chunk;
 }
 
-/** The most bytes one request starting at `sector` may carry. see: get_max_io_size() */
+/** The most bytes one request starting at `sector` may carry (at most 2^31). see: get_max_io_size() */
 export function maxIoBytes(sector: u32): u32 {
-  let sectorsMax = maxSectors;
+  // 64-bit throughout: limits up to UINT_MAX sectors are legal and must not wrap.
+  let sectorsMax = <u64>maxSectors;
   if (chunkSectors != 0) {
-    const left = chunkSectorsLeft(sector, chunkSectors);
+    const left = <u64>chunkSectorsLeft(sector, chunkSectors);
     if (left < sectorsMax) sectorsMax = left;
   }
-  const pbsSectors = physicalBlockBytes >> SECTOR_SHIFT;
-  const lbsSectors = logicalBlockBytes >> SECTOR_SHIFT;
-  const start = sector & (pbsSectors - 1);
+  const pbsSectors = <u64>(physicalBlockBytes >> SECTOR_SHIFT);
+  const lbsSectors = <u64>(logicalBlockBytes >> SECTOR_SHIFT);
+  const start = <u64>sector & (pbsSectors - 1);
   const end = (start + sectorsMax) & ~(pbsSectors - 1);
   // Ending the request on a physical-block boundary is preferred when there is room for it.
-  if (end > start) return (end - start) << SECTOR_SHIFT;
-  return (sectorsMax & ~(lbsSectors - 1)) << SECTOR_SHIFT;
+  let bytes = end > start ? (end - start) << SECTOR_SHIFT : (sectorsMax & ~(lbsSectors - 1)) << SECTOR_SHIFT;
+  if (bytes > 0x80000000) bytes = 0x80000000;
+  return <u32>bytes;
 }
 
 /** Length of the segment that starts at physical address `addr` with `len` bytes available. */

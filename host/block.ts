@@ -64,6 +64,7 @@ export class BlockQueue {
     private readonly limits: QueueLimits,
     private readonly arena: { base: number; end: number },
     layout: { bvecBase: number; bvecCapacity: number; pieceBase: number },
+    private readonly sectorCount: number,
   ) {
     this.bvecs = new RangeAllocator(0, layout.bvecCapacity);
     this.bvecView = new Uint32Array(memory.buffer, layout.bvecBase, layout.bvecCapacity * (BVEC_SIZE / 4));
@@ -140,9 +141,25 @@ export class BlockQueue {
     return bits;
   }
 
+  /** A power cut: bios still waiting for bvec slots were in flight; they fail with EIO. */
+  failWaiting(status: number): void {
+    for (const { bio } of this.waiting.splice(0)) this.device.defer(() => bio.endIo?.(status));
+  }
+
   private start(pending: PendingBio): void {
     const { bio, bytes, bits } = pending;
     const count = bio.segments.length;
+    // see: bio_check_eod(): checked here in full precision (the core sees 32-bit sectors).
+    if (bio.sector + bytes / SECTOR_BYTES > this.sectorCount) {
+      Atomics.add(this.statView, 0, 1n);
+      const flags = traceFlags(bio.flags);
+      this.tracer.emit("Q", bio.op, bio.sector, bytes >> SECTOR_SHIFT, flags, this.device.now);
+      this.device.defer(() => {
+        this.tracer.emit("C", bio.op, bio.sector, bytes >> SECTOR_SHIFT, flags, this.device.now, -5);
+        bio.endIo?.(-5);
+      });
+      return;
+    }
     const first = this.bvecs.allocate(count, 1);
     if (first < 0) {
       this.waiting.push(pending);

@@ -21,7 +21,7 @@ export interface CoreExports {
   dev_crash_cache(seed: number, torn: number): void;
   dev_crash_inflight(sector: number, sectors: number, index: number, done: number, seed: number, torn: number): number;
   blk_run_batch(first: number, count: number, pieceSlot: number): number;
-  bench_copy(dst: number, src: number, bytes: number, count: number, wrapBytes: number): void;
+  bench_copy(dst: number, src: number, bytes: number, count: number, wrapBytes: number): number;
   fs_attach(): number;
   fs_reset(reserved: number): number;
   fs_inode_init(ino: number): number;

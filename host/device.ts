@@ -69,6 +69,8 @@ export class Device {
   private order = 0;
   private pumpScheduled = false;
   private flushing = false;
+  /** Power cuts so far: a completion batch that sees this change fails what it has not completed. */
+  private powerCycles = 0;
   private flushWaiters: ((status: number) => void)[] = [];
   /** Flushes on a device without a cache: they end at the next pump with no device operation,
    *  or with EIO if the power is cut first. */
@@ -168,10 +170,14 @@ export class Device {
       // Data moves for the whole batch first, then completions run: a completion that submits
       // more IO joins a later batch.
       const statuses = ready.map((entry) => this.perform(entry));
+      const cycle = this.powerCycles;
       ready.forEach((entry, i) => {
         const { request } = entry;
-        this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, statuses[i]);
-        request.done(statuses[i]);
+        // A completion earlier in this batch may have cut the power: what was not yet reported
+        // complete was in flight at the cut, and its data may be gone with the cache.
+        const status = this.powerCycles === cycle ? statuses[i] : -ERRNO.EIO;
+        this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, status);
+        request.done(status);
       });
     }
     if (!this.idle) this.kick();
@@ -208,6 +214,7 @@ export class Device {
    * writes, or sector by sector when `torn`); every request in flight then fails with -EIO.
    */
   powerCut(seed: number, torn: boolean): void {
+    this.powerCycles++;
     this.core.dev_crash_cache(seed >>> 0, torn ? 1 : 0);
     const lost = this.inflight.splice(0);
     for (const { request } of lost) {

@@ -49,7 +49,8 @@ export interface DiskStats {
   fuaWrites: number;
   bytesRead: number;
   bytesWritten: number;
-  /** Bytes of cached versions not yet durable. */
+  /** Bytes held in the volatile cache and not yet durable; every cached version of a sector
+   *  counts (three overwrites of one 4 KiB block before a flush count 12 KiB). */
   dirtyBytes: number;
 }
 
@@ -125,7 +126,8 @@ export class Disk {
     this.device = new Device(init.core, this.prng, this.tracer, init.limits.writeCache, init.latency);
     this.queue = new BlockQueue(init.core, init.memory, this.device, this.tracer, this.limits,
       { base: init.plan.arenaBase, end: init.plan.arenaBase + init.plan.arenaBytes },
-      { bvecBase: init.plan.bvecBase, bvecCapacity: BVEC_CAPACITY, pieceBase: init.plan.pieceBase });
+      { bvecBase: init.plan.bvecBase, bvecCapacity: BVEC_CAPACITY, pieceBase: init.plan.pieceBase },
+      init.size / SECTOR_BYTES);
     this.statView = new BigUint64Array(init.memory.buffer, LAYOUT_BASE + CTRL.STAT_BIOS, 8);
   }
 
@@ -237,6 +239,7 @@ export class Disk {
     this.mounted = undefined; // every filesystem on the disk died with the power
     const seed = (this.seed * 0x9e3779b1 + this.crashes * 0x85ebca6b + this.prng.nextU32()) >>> 0;
     this.device.powerCut(seed, opts.torn === true);
+    this.queue.failWaiting(-5);
   }
 
   /**

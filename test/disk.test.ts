@@ -144,6 +144,78 @@ test("a bio past the end of the device completes with -EIO, touching nothing", a
   await disk.close();
 });
 
+test("a sector past 2^32 is past the end of the device, not a wrapped-around sector 0", async () => {
+  const disk = await patterned();
+  const unchanged = await snapshot(disk);
+  const buf = disk.alloc(4096);
+  buf.fill(0x99);
+  const trace = disk.startTrace();
+  assert.is(await disk.queue.submitBioWait({ op: "write", sector: 2 ** 32, segments: [{ buf }] }), -5);
+  assert.is(trace.stop().filter((r) => r.action === "D").length, 0);
+  await unchanged();
+  await disk.close();
+});
+
+test("the core refuses a request whose bvecs lie outside the pool or the arena, and stays usable", async () => {
+  const disk = await patterned();
+  const unchanged = await snapshot(disk);
+  assert.is(disk.core.dev_write(0, 8, 0x0fffffff, 0, 0), -22);
+  assert.is(disk.core.dev_read(0, 8, 0x0fffffff, 0), -22);
+  assert.is(disk.core.dev_crash_inflight(0, 8, 0x0fffffff, 0, 1, 0), -22);
+  await unchanged();
+  await disk.close();
+});
+
+test("huge max_sectors limits do not overflow the split arithmetic", async () => {
+  const disk = await Disk.create({ size: 1 << 20, arenaBytes: 1 << 20, limits: { maxHwSectors: 0xfffffff8, maxSectors: 0xfffffff8 } });
+  const a = disk.alloc(4096);
+  const b = disk.alloc(4096);
+  const trace = disk.startTrace();
+  assert.is(await disk.queue.submitBioWait({ op: "write", sector: 0, segments: [{ buf: a }, { buf: b }] }), 0);
+  assert.equal(trace.stop().filter((r) => r.action === "D").map((r) => r.sectors), [16]);
+  await disk.close();
+});
+
+test("a power cut from a completion fails the rest of that completion batch", async () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const disk = await Disk.create({ size: 1 << 20, arenaBytes: 1 << 20, seed, latency: { writeMin: 1, writeMax: 1 } });
+    const a = disk.alloc(4096);
+    const b = disk.alloc(4096);
+    b.fill(0xbb);
+    let firstDone = "";
+    const results: Record<string, number> = {};
+    const endIo = (name: string) => (status: number) => {
+      results[name] = status;
+      if (firstDone === "") {
+        firstDone = name;
+        void disk.crash();
+      }
+    };
+    await Promise.all([
+      disk.queue.submitBioWait({ op: "write", sector: 0, segments: [{ buf: a }], endIo: endIo("a") }),
+      disk.queue.submitBioWait({ op: "write", sector: 8, segments: [{ buf: b }], endIo: endIo("b") }),
+    ]);
+    const other = firstDone === "a" ? "b" : "a";
+    assert.is(results[other], -5, `seed ${seed}: the write completed after the cut must fail`);
+    await disk.close();
+  }
+});
+
+test("bios waiting for bvec slots at a power cut fail with EIO and write nothing", async () => {
+  const disk = await Disk.create({ size: 64 << 20, arenaBytes: 2 << 20, seed: 5 });
+  const buf = disk.alloc(4096);
+  buf.fill(0x5c);
+  const segments = Array.from({ length: 256 }, () => ({ buf, length: 512 }));
+  const statuses: Promise<number>[] = [];
+  for (let i = 0; i < 257; i++) statuses.push(disk.queue.submitBioWait({ op: "write", sector: i * 256, segments }));
+  await disk.crash();
+  const all = await Promise.all(statuses);
+  assert.is(all[256], -5, "the bio that waited for slots failed");
+  const last = await disk.readSectors(256 * 256, 256);
+  assert.ok(last.every((x) => x === 0), "and wrote nothing");
+  await disk.close();
+});
+
 test("reads see the newest write; stats count bios, bytes and dirty data", async () => {
   const disk = await Disk.create({ size: 1 << 20, arenaBytes: 1 << 20 });
   const buf = disk.alloc(4096);
