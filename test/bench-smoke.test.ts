@@ -26,4 +26,17 @@ test("core benchmark smoke run validates its data and prints the expected checks
   assert.match(result.stdout, /ratio write path \/ memory\.copy \(median of per-round ratios\):\s+\d+\.\d\d/);
 });
 
+test("filesystem benchmark smoke run validates its file and lookups", () => {
+  const script = fileURLToPath(new URL("../bench/fs.bench.js", import.meta.url));
+  const result = spawnSync(process.execPath, [script, "--smoke"], { encoding: "utf8", timeout: 120000 });
+  assert.is(result.status, 0, result.stderr);
+  // The smoke file is 8 MiB of the 1 MiB pattern (i * 7 + (i >> 12)) & 0xff, hashed in order.
+  const chunk = new Uint8Array(1 << 20);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 7 + (i >> 12)) & 0xff;
+  let hash = 0x811c9dc5;
+  for (let mib = 0; mib < 8; mib++) for (let i = 0; i < chunk.length; i++) hash = Math.imul(hash ^ chunk[i], 0x01000193);
+  assert.ok(result.stdout.includes(`checksum ${(hash >>> 0).toString(16).padStart(8, "0")}`), result.stdout);
+  assert.match(result.stdout, /get_block lookups on a file of 10000 extents: \d/);
+});
+
 test.run();

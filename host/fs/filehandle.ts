@@ -148,7 +148,7 @@ export class FileHandle {
     for (let index = firstPage; index <= lastPage; index++) {
       if (fs.pages.get(this.inode.ino, index) !== undefined) continue;
       if (index * PAGE_BYTES >= this.inode.size) break;
-      const page = fs.pages.create(this.inode.ino, index);
+      const page = fs.pages.create(this.inode.ino, index, false); // pageIo() fills every byte
       if (page === undefined) break; // the cache is full: getPage() fills one page at a time
       missing.push(page);
     }

@@ -273,7 +273,7 @@ export class Filesystem {
     const arenaPages = Math.floor(disk.plan.arenaBytes / PAGE_BYTES);
     const capacity = Math.max(16, Math.floor(arenaPages / 2));
     this.pages = new PageCache(disk, capacity, Math.max(8, Math.floor(capacity / 2)));
-    this.io = new BlockIo(disk, () => this.pages.evictClean(16));
+    this.io = new BlockIo(disk, () => this.pages.releaseSpare() || this.pages.evictClean(16));
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -617,7 +617,7 @@ export class Filesystem {
     if (dirty.length === 0) return;
     // Pages wholly past EOF (a racing truncate) are dropped rather than written.
     const live = dirty.filter((page) => page.index * PAGE_BYTES < inode.size);
-    for (const page of dirty) if (!live.includes(page)) this.reservedBlocks -= this.pages.drop(page);
+    for (const page of dirty) if (page.index * PAGE_BYTES >= inode.size) this.reservedBlocks -= this.pages.drop(page);
     await this.pageIo(inode, live, "write", syscall);
     for (const page of live) {
       this.reservedBlocks -= page.reservedBlocks;
@@ -635,18 +635,24 @@ export class Filesystem {
     }
   }
 
-  /** @internal A page of `inode` for reading or partial writing, filled from disk when new. */
+  /**
+   * @internal A page of `inode`. A new page is read from disk (holes and the part past EOF read
+   * as zeros) when `fill`; without `fill` the caller overwrites all of it, so it is not even zeroed.
+   */
   async getPage(inode: Inode, index: number, fill: boolean, syscall: string): Promise<Page> {
     const cached = this.pages.get(inode.ino, index);
     if (cached !== undefined) return cached;
-    let page = this.pages.create(inode.ino, index);
+    const read = fill && index * PAGE_BYTES < inode.size;
+    // pageIo() writes every byte of a page it reads (data or zeros), so only a page past EOF needs zeroing.
+    const zero = fill && !read;
+    let page = this.pages.create(inode.ino, index, zero);
     if (page === undefined) {
       // Only dirty pages are left: write back this inode's (we hold its lock), then others'.
       await this.writebackInode(inode, syscall);
-      page = this.pages.create(inode.ino, index);
+      page = this.pages.create(inode.ino, index, zero);
       if (page === undefined) throw fail("ENOMEM", syscall, "the page cache is full of dirty pages of other files; sync them");
     }
-    if (fill && index * PAGE_BYTES < inode.size) {
+    if (read) {
       try {
         await this.pageIo(inode, [page], "read", syscall);
       } catch (error) {

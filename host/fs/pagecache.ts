@@ -22,6 +22,8 @@ export class PageCache {
   private pageCount = 0;
   private dirtyCount = 0;
   private clock = 0;
+  /** Page buffers of dropped pages, kept for reuse (zeroed when handed out again). */
+  private readonly spare: Uint8Array[] = [];
 
   constructor(private readonly disk: Disk, readonly capacityPages: number, readonly dirtyLimitPages: number) {}
 
@@ -61,12 +63,15 @@ export class PageCache {
   }
 
   /**
-   * A new zeroed page for (ino, index), evicting clean pages when the cache is full. Returns
-   * undefined when only dirty pages could make room (the caller writes back and retries).
+   * A new page for (ino, index), zeroed unless `zero` is false (the caller fills every byte),
+   * evicting clean pages when the cache is full. Returns undefined when only dirty pages could
+   * make room (the caller writes back and retries).
    */
-  create(ino: number, index: number): Page | undefined {
-    if (this.pageCount >= this.capacityPages && !this.evictClean(1)) return undefined;
-    let buf: Uint8Array | undefined;
+  create(ino: number, index: number, zero = true): Page | undefined {
+    // Evict in batches of an eighth of the cache: one scan pays for many new pages.
+    if (this.pageCount >= this.capacityPages && !this.evictClean(Math.max(1, this.capacityPages >> 3))) return undefined;
+    let buf = this.spare.pop();
+    if (buf !== undefined && zero) buf.fill(0);
     while (buf === undefined) {
       try {
         buf = this.disk.alloc(PAGE_BYTES);
@@ -74,6 +79,8 @@ export class PageCache {
         if (!(error instanceof DioError) || error.code !== "ENOMEM") throw error;
         // The arena is shared with the user's buffers: give back clean pages, or give up.
         if (!this.evictClean(16)) return undefined;
+        buf = this.spare.pop();
+        if (buf !== undefined && zero) buf.fill(0);
       }
     }
     const page: Page = { ino, index, buf, dirty: false, reservedBlocks: 0, lastUse: ++this.clock };
@@ -109,7 +116,8 @@ export class PageCache {
     if (file.size === 0) this.files.delete(page.ino);
     if (page.dirty) this.dirtyCount--;
     this.pageCount--;
-    this.disk.free(page.buf);
+    if (this.spare.length < this.capacityPages >> 3) this.spare.push(page.buf);
+    else this.disk.free(page.buf);
     const reserved = page.reservedBlocks;
     page.reservedBlocks = 0;
     return reserved;
@@ -125,8 +133,16 @@ export class PageCache {
     return true;
   }
 
-  /** Drops every page (unmount, or the filesystem died). */
+  /** Drops every page and returns every buffer to the arena (unmount, or the filesystem died). */
   dropAll(): void {
     for (const file of [...this.files.values()]) for (const page of [...file.values()]) this.drop(page);
+    this.releaseSpare();
+  }
+
+  /** Returns the spare page buffers to the arena (when the user's alloc() needs the room). */
+  releaseSpare(): boolean {
+    const any = this.spare.length > 0;
+    for (const buf of this.spare.splice(0)) this.disk.free(buf);
+    return any;
   }
 }
