@@ -4,7 +4,7 @@
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats } from "./filesystem.js";
-import { PAGE_BYTES, type Page } from "./pagecache.js";
+import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
 
 let nextFd = 3;
 
@@ -84,8 +84,8 @@ export class FileHandle {
     const bytesRead = await this.readAt(joined, from, syscall);
     let done = 0;
     for (const b of buffers) {
+      if (done >= bytesRead) break;
       const part = Math.min(b.byteLength, bytesRead - done);
-      if (part <= 0) break;
       b.set(joined.subarray(done, done + part));
       done += part;
     }
@@ -161,7 +161,11 @@ export class FileHandle {
     }
   }
 
-  /** Buffered write: reserve, copy into pages, extend; then sync when the file or inode is sync. */
+  /**
+   * Buffered write: reserve blocks for what the write dirties, copy into pages, extend; then sync
+   * when the file or the inode is sync. When the free space runs out part way, the write stops at
+   * the last page that fits and returns the short count (ENOSPC only when nothing fits), as write(2).
+   */
   private async writeAt(data: Uint8Array, at: number | null, syscall: string): Promise<number> {
     const fs = this.fs;
     const inode = this.inode;
@@ -172,71 +176,68 @@ export class FileHandle {
       if (data.length === 0) return 0;
       const end = from + data.length;
       if (end > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${data.length} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
-      const newSize = Math.max(inode.size, end);
+      const perPage = PAGE_BYTES / fs.blockSize;
       const firstPage = Math.floor(from / PAGE_BYTES);
       const lastPage = Math.floor((end - 1) / PAGE_BYTES);
-      // Reserve every block the write may need before changing anything: all or nothing.
-      const needs = new Map<number, number>();
-      let total = 0;
-      for (let index = firstPage; index <= lastPage; index++) {
-        const need = this.unmappedBlocks(index, newSize) - (fs.pages.get(inode.ino, index)?.reservedBlocks ?? 0);
-        if (need > 0) {
-          needs.set(index, need);
-          total += need;
-        }
-      }
-      await fs.reserve(total, syscall);
+      // Per page: the blocks the write touches, and those of them that need a reservation.
+      const plan: { index: number; start: number; part: number; touched: number; need: number }[] = [];
       let done = 0;
+      for (let index = firstPage; index <= lastPage; index++) {
+        const start = index === firstPage ? from % PAGE_BYTES : 0;
+        const part = Math.min(PAGE_BYTES - start, data.length - done);
+        const firstBlock = Math.floor(start / fs.blockSize);
+        const endBlock = Math.ceil((start + part) / fs.blockSize);
+        const touched = ((1 << endBlock) - 1) & ~((1 << firstBlock) - 1) & ((1 << perPage) - 1);
+        const reserved = fs.pages.get(inode.ino, index)?.reservedMask ?? 0;
+        const need = touched & ~fs.mappedMask(inode, index) & ~reserved;
+        plan.push({ index, start, part, touched, need });
+        done += part;
+      }
+      // Reserve page by page: as many whole pages as the free space allows.
+      let fitting = 0;
+      for (const step of plan) {
+        const blocks = bitCount(step.need);
+        try {
+          await fs.reserve(blocks, syscall);
+        } catch (error) {
+          if (fitting === 0) throw error;
+          break;
+        }
+        fitting++;
+      }
+      const steps = plan.slice(0, fitting);
+      let copied = 0;
       try {
-        for (let index = firstPage; index <= lastPage; index++) {
-          const start = index === firstPage ? from % PAGE_BYTES : 0;
-          const part = Math.min(PAGE_BYTES - start, data.length - done);
-          const page = await fs.getPage(inode, index, part < PAGE_BYTES, syscall);
-          page.buf.set(data.subarray(done, done + part), start);
-          fs.pages.markDirty(page);
-          const need = needs.get(index) ?? 0;
-          page.reservedBlocks += need;
-          needs.delete(index);
-          done += part;
+        for (const step of steps) {
+          const page = await fs.getPage(inode, step.index, step.part < PAGE_BYTES, syscall);
+          page.buf.set(data.subarray(copied, copied + step.part), step.start);
+          page.reservedMask |= step.need;
+          step.need = 0;
+          fs.pages.markDirty(page, step.touched);
+          copied += step.part;
+          // i_size moves page by page (write_end), so a writeback that a later page forces (the
+          // cache full of dirty pages) sees these pages inside the file.
+          if (from + copied > inode.size) {
+            inode.size = from + copied;
+            fs.touchData(inode);
+          }
         }
       } finally {
-        let unused = 0;
-        for (const need of needs.values()) unused += need;
-        fs.unreserve(unused);
+        fs.unreserve(steps.reduce((sum, step) => sum + bitCount(step.need), 0));
       }
-      if (newSize !== inode.size) {
-        inode.size = newSize;
-        fs.touchData(inode);
-      }
+      const newEnd = from + copied;
       inode.mtimeMs = inode.ctimeMs = Date.now();
       fs.touchTimes(inode);
-      if (at === null || (this.flags & O_APPEND) !== 0) this.position = end;
+      // pwrite (an explicit position) leaves the file position alone, even with O_APPEND.
+      if (at === null) this.position = newEnd;
       if (fs.pages.dirtyPages > fs.pages.dirtyLimitPages) await fs.writebackInode(inode, syscall);
-      return data.length;
+      return copied;
     });
     if (fs.pages.dirtyPages > fs.pages.dirtyLimitPages) await fs.writebackAll(syscall);
     // O_SYNC / O_DSYNC, or an IS_SYNC inode: the write is durable before it returns (spec 6.1).
     const dsync = (this.flags & O_DSYNC) !== 0 || fs.isSyncInode(inode);
     if (dsync && written > 0) await fs.syncInode(inode, (this.flags & __O_SYNC) === 0, syscall);
     return written;
-  }
-
-  /** Blocks of page `index` inside a file of `size` bytes that have no disk block yet. */
-  private unmappedBlocks(index: number, size: number): number {
-    const fs = this.fs;
-    const perPage = PAGE_BYTES / fs.blockSize;
-    const first = index * perPage;
-    const end = Math.min(first + perPage, Math.ceil(size / fs.blockSize));
-    let unmapped = 0;
-    let block = first;
-    while (block < end) {
-      const status = fs.disk.core.fs_get_block(this.inode.ino, block, end - block, 0);
-      if (status !== 0) throw DioError.fromErrno(status, "write", `mapping block ${block} failed`);
-      const count = fs.disk.core.fs_map_block_count();
-      if ((fs.disk.core.fs_map_flags() & 1) === 0) unmapped += count;
-      block += count;
-    }
-    return unmapped;
   }
 
   async sync(): Promise<void> {
@@ -261,19 +262,15 @@ export class FileHandle {
     return this.fs.statInode(this.inode);
   }
 
+  /** Closes the handle. On a dead filesystem (unmounted, or the disk lost power) the handle is
+   *  released and the call rejects with EIO, as every call on it does (API.md). */
   async close(): Promise<void> {
     if (this.closed) throw fail("EBADF", "close", `file descriptor ${this.fd} is already closed`);
     this.closed = true;
     this.fs.unregisterHandle(this);
     this.inode.openCount--;
-    if (this.inode.openCount === 0 && this.inode.name === null) {
-      try {
-        this.fs.checkAlive("close");
-      } catch {
-        return; // a dead filesystem frees nothing
-      }
-      await this.fs.evict(this.inode);
-    }
+    this.fs.checkAlive("close");
+    if (this.inode.openCount === 0 && this.inode.name === null) await this.fs.evict(this.inode);
   }
 
   /** @internal Unmount closes what is left open. */

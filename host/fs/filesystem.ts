@@ -14,7 +14,7 @@ import {
   type Superblock,
 } from "./format.js";
 import { Mutex } from "./mutex.js";
-import { PAGE_BYTES, PageCache, type Page } from "./pagecache.js";
+import { PAGE_BYTES, PageCache, bitCount, type Page } from "./pagecache.js";
 import { FileHandle } from "./filehandle.js";
 import { O_ACCMODE, O_CREAT, O_DIRECT, O_EXCL, O_TRUNC } from "../constants.js";
 
@@ -393,9 +393,15 @@ export class Filesystem {
           // The part of the last page past the new end must read as zeros if the file grows again.
           const page = await this.getPage(inode, Math.floor(size / PAGE_BYTES), true, syscall);
           page.buf.fill(0, tail);
-          const lastBlock = Math.floor((size - 1) / this.blockSize);
-          const mapped = this.disk.core.fs_get_block(inode.ino, lastBlock, 1, 0) === 0 && (this.disk.core.fs_map_flags() & MAP_MAPPED) !== 0;
-          if (mapped) this.pages.markDirty(page);
+          const perPage = PAGE_BYTES / this.blockSize;
+          const keepBlocks = Math.ceil(tail / this.blockSize);
+          const cut = ((1 << perPage) - 1) & ~((1 << keepBlocks) - 1);
+          this.reservedBlocks -= bitCount(page.reservedMask & cut);
+          page.reservedMask &= ~cut;
+          this.pages.markClean(page, cut);
+          // The block holding the new end has its tail zeroed: write it back if it is on disk.
+          const endBit = 1 << (keepBlocks - 1);
+          if ((this.mappedMask(inode, page.index) & endBit) !== 0) this.pages.markDirty(page, endBit);
         }
         this.truncateBlocks(inode, Math.ceil(size / this.blockSize));
       }
@@ -443,7 +449,7 @@ export class Filesystem {
 
   /** @internal */
   statInode(inode: Inode): Stats {
-    const reserved = this.pages.pagesOf(inode.ino).reduce((sum, page) => sum + page.reservedBlocks, 0);
+    const reserved = this.pages.pagesOf(inode.ino).reduce((sum, page) => sum + bitCount(page.reservedMask), 0);
     const blocks = (this.disk.core.fs_mapped_blocks(inode.ino) + reserved) * (this.blockSize / SECTOR_BYTES);
     return { ino: inode.ino, size: inode.size, blocks, blksize: this.blockSize, mtimeMs: inode.mtimeMs, ctimeMs: inode.ctimeMs };
   }
@@ -528,10 +534,18 @@ export class Filesystem {
 
   // ---- page IO -------------------------------------------------------------------------------------
 
-  /** @internal Blocks in one page and file blocks of page `index`. */
-  pageBlocks(index: number): { first: number; count: number } {
+  /** @internal Bit i set when block i of page `index` of `inode` is mapped on disk. */
+  mappedMask(inode: Inode, index: number): number {
     const perPage = PAGE_BYTES / this.blockSize;
-    return { first: index * perPage, count: perPage };
+    const first = index * perPage;
+    let mask = 0;
+    let block = first;
+    while (block < first + perPage) {
+      const map = this.mapBlocks(inode, block, first + perPage - block, false, "map");
+      if ((map.flags & MAP_MAPPED) !== 0) mask |= ((1 << map.count) - 1) << (block - first);
+      block += map.count;
+    }
+    return mask;
   }
 
   /**
@@ -545,27 +559,38 @@ export class Filesystem {
     const perPage = PAGE_BYTES / this.blockSize;
     const fileBlocks = Math.ceil(inode.size / this.blockSize);
     const bios: Bio[] = [];
+    // The blocks to move, in file order: every block of each page for a read; for a write, the
+    // dirty blocks inside EOF.
+    const blocks: number[] = [];
+    const pageOfBlock = new Map<number, Page>();
+    for (const page of pages) {
+      for (let k = 0; k < perPage; k++) {
+        const block = page.index * perPage + k;
+        if (op === "write" && (((page.dirtyMask >> k) & 1) === 0 || block >= fileBlocks)) continue;
+        blocks.push(block);
+        pageOfBlock.set(block, page);
+      }
+    }
     let i = 0;
-    while (i < pages.length) {
+    while (i < blocks.length) {
+      // A run of consecutive file blocks.
       let j = i;
-      while (j + 1 < pages.length && pages[j + 1].index === pages[j].index + 1) j++;
-      const firstBlock = pages[i].index * perPage;
-      const endBlock = Math.min((pages[j].index + 1) * perPage, op === "write" ? fileBlocks : Number.MAX_SAFE_INTEGER);
-      const pageOf = (block: number): Page => pages[i + Math.floor((block - firstBlock) / perPage)];
-      let block = firstBlock;
+      while (j + 1 < blocks.length && blocks[j + 1] === blocks[j] + 1) j++;
+      let block = blocks[i];
+      const endBlock = blocks[j] + 1;
       while (block < endBlock) {
         const map = this.mapBlocks(inode, block, endBlock - block, op === "write", syscall);
         if ((map.flags & MAP_MAPPED) === 0) {
           for (let b = block; b < block + map.count; b++) {
             const at = (b % perPage) * this.blockSize;
-            pageOf(b).buf.fill(0, at, at + this.blockSize);
+            pageOfBlock.get(b)!.buf.fill(0, at, at + this.blockSize);
           }
         } else {
           let segments: BioSegment[] = [];
           let bioStart = map.diskBlock;
           let bytes = 0;
           for (let b = block; b < block + map.count; b++) {
-            const page = pageOf(b);
+            const page = pageOfBlock.get(b)!;
             const at = (b % perPage) * this.blockSize;
             const last = segments[segments.length - 1];
             if (last !== undefined && last.buf === page.buf && (last.offset ?? 0) + (last.length ?? 0) === at) {
@@ -611,7 +636,7 @@ export class Filesystem {
     return new Promise((resolve) => this.dataWriteWaiters.push(resolve));
   }
 
-  /** @internal Writes back the dirty pages of `inode` (caller holds the inode lock). */
+  /** @internal Writes back the dirty blocks of `inode` (caller holds the inode lock). */
   async writebackInode(inode: Inode, syscall: string): Promise<void> {
     const dirty = this.pages.pagesOf(inode.ino, true);
     if (dirty.length === 0) return;
@@ -620,9 +645,10 @@ export class Filesystem {
     for (const page of dirty) if (page.index * PAGE_BYTES >= inode.size) this.reservedBlocks -= this.pages.drop(page);
     await this.pageIo(inode, live, "write", syscall);
     for (const page of live) {
-      this.reservedBlocks -= page.reservedBlocks;
-      page.reservedBlocks = 0;
-      this.pages.markClean(page);
+      // Allocation consumed the reservations of the blocks it mapped.
+      this.reservedBlocks -= bitCount(page.reservedMask);
+      page.reservedMask = 0;
+      this.pages.markClean(page, page.dirtyMask);
     }
   }
 

@@ -6,15 +6,23 @@ import { DioError } from "../errors.js";
 
 export const PAGE_BYTES = 4096;
 
-/** One cached page of one file. */
+/** One cached page of one file. A page holds PAGE_BYTES / blockSize fs blocks (1, 2 or 4). */
 export interface Page {
   ino: number;
   index: number;
   buf: Uint8Array;
-  dirty: boolean;
-  /** Blocks reserved for this page's unmapped blocks until writeback allocates them. */
-  reservedBlocks: number;
+  /** Bit i: block i of the page holds data not yet written back (like a dirty buffer_head). */
+  dirtyMask: number;
+  /** Bit i: block i of the page has a block reserved for it until writeback allocates it. */
+  reservedMask: number;
   lastUse: number;
+}
+
+/** Number of set bits of a small mask. */
+export function bitCount(mask: number): number {
+  let count = 0;
+  for (let m = mask; m !== 0; m &= m - 1) count++;
+  return count;
 }
 
 export class PageCache {
@@ -44,7 +52,7 @@ export class PageCache {
   pagesOf(ino: number, dirtyOnly = false): Page[] {
     const file = this.files.get(ino);
     if (file === undefined) return [];
-    const list = [...file.values()].filter((page) => !dirtyOnly || page.dirty);
+    const list = [...file.values()].filter((page) => !dirtyOnly || page.dirtyMask !== 0);
     return list.sort((a, b) => a.index - b.index);
   }
 
@@ -53,7 +61,7 @@ export class PageCache {
     const inos: number[] = [];
     for (const [ino, file] of this.files) {
       for (const page of file.values()) {
-        if (page.dirty) {
+        if (page.dirtyMask !== 0) {
           inos.push(ino);
           break;
         }
@@ -83,7 +91,7 @@ export class PageCache {
         if (buf !== undefined && zero) buf.fill(0);
       }
     }
-    const page: Page = { ino, index, buf, dirty: false, reservedBlocks: 0, lastUse: ++this.clock };
+    const page: Page = { ino, index, buf, dirtyMask: 0, reservedMask: 0, lastUse: ++this.clock };
     let file = this.files.get(ino);
     if (file === undefined) {
       file = new Map();
@@ -94,39 +102,40 @@ export class PageCache {
     return page;
   }
 
-  markDirty(page: Page): void {
-    if (!page.dirty) {
-      page.dirty = true;
-      this.dirtyCount++;
-    }
+  /** Marks blocks `mask` of the page dirty. */
+  markDirty(page: Page, mask: number): void {
+    if (mask === 0) return;
+    if (page.dirtyMask === 0) this.dirtyCount++;
+    page.dirtyMask |= mask;
   }
 
-  markClean(page: Page): void {
-    if (page.dirty) {
-      page.dirty = false;
-      this.dirtyCount--;
-    }
+  /** Marks blocks `mask` of the page clean (written back, or cut off by a truncate). */
+  markClean(page: Page, mask: number): void {
+    if (page.dirtyMask === 0) return;
+    page.dirtyMask &= ~mask;
+    if (page.dirtyMask === 0) this.dirtyCount--;
   }
 
-  /** Drops one page, dirty or not (truncate, unlink). Returns its reserved blocks. */
+  /** Drops one page, dirty or not (truncate, unlink). Returns how many blocks it had reserved. */
   drop(page: Page): number {
     const file = this.files.get(page.ino);
     if (file?.get(page.index) !== page) return 0;
     file.delete(page.index);
     if (file.size === 0) this.files.delete(page.ino);
-    if (page.dirty) this.dirtyCount--;
+    if (page.dirtyMask !== 0) this.dirtyCount--;
     this.pageCount--;
     if (this.spare.length < this.capacityPages >> 3) this.spare.push(page.buf);
     else this.disk.free(page.buf);
-    const reserved = page.reservedBlocks;
-    page.reservedBlocks = 0;
+    const reserved = bitCount(page.reservedMask);
+    page.reservedMask = 0;
+    page.dirtyMask = 0;
     return reserved;
   }
 
   /** Evicts up to `count` clean pages, least recently used first; false if none could go. */
   evictClean(count: number): boolean {
     const clean: Page[] = [];
-    for (const file of this.files.values()) for (const page of file.values()) if (!page.dirty) clean.push(page);
+    for (const file of this.files.values()) for (const page of file.values()) if (page.dirtyMask === 0) clean.push(page);
     if (clean.length === 0) return false;
     clean.sort((a, b) => a.lastUse - b.lastUse);
     for (const page of clean.slice(0, count)) this.drop(page);
