@@ -107,7 +107,7 @@ export class Disk {
   private closed = false;
   private crashes = 0;
   /** @internal The filesystem mounted on this disk, if any (one at a time). */
-  mounted: object | undefined;
+  mounted: { powerCut(): void } | undefined;
 
   private constructor(init: {
     size: number; limits: QueueLimits; seed: number; executor: "worker" | "inline"; memory: WebAssembly.Memory;
@@ -236,7 +236,9 @@ export class Disk {
   async crash(opts: { torn?: boolean } = {}): Promise<void> {
     this.checkOpen("crash");
     this.crashes++;
-    this.mounted = undefined; // every filesystem on the disk died with the power
+    // Every filesystem on the disk dies with the power; its page cache goes back to the arena.
+    this.mounted?.powerCut();
+    this.mounted = undefined;
     const seed = (this.seed * 0x9e3779b1 + this.crashes * 0x85ebca6b + this.prng.nextU32()) >>> 0;
     this.device.powerCut(seed, opts.torn === true);
     this.queue.failWaiting(-5);

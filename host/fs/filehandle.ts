@@ -132,6 +132,7 @@ export class FileHandle {
       let done = 0;
       for (let index = firstPage; index <= lastPage; index++) {
         const page = await fs.getPage(inode, index, true, syscall);
+        fs.checkAlive(syscall); // a power cut during the await released the page cache
         const start = index === firstPage ? from % PAGE_BYTES : 0;
         const part = Math.min(PAGE_BYTES - start, count - done);
         data.set(page.buf.subarray(start, start + part), done);
@@ -150,15 +151,21 @@ export class FileHandle {
       if (index * PAGE_BYTES >= this.inode.size) break;
       const page = fs.pages.create(this.inode.ino, index, false); // pageIo() fills every byte
       if (page === undefined) break; // the cache is full: getPage() fills one page at a time
+      page.busy++;
       missing.push(page);
     }
     if (missing.length === 0) return;
+    // Each page was made busy when created, so that making room for the next could not evict it.
     try {
       await fs.pageIo(this.inode, missing, "read", syscall);
     } catch (error) {
-      for (const page of missing) fs.pages.drop(page);
+      for (const page of missing) {
+        page.busy--;
+        fs.pages.drop(page);
+      }
       throw error;
     }
+    for (const page of missing) page.busy--;
   }
 
   /**
@@ -210,6 +217,7 @@ export class FileHandle {
       try {
         for (const step of steps) {
           const page = await fs.getPage(inode, step.index, step.part < PAGE_BYTES, syscall);
+          fs.checkAlive(syscall); // a power cut during the await released the page cache
           page.buf.set(data.subarray(copied, copied + step.part), step.start);
           page.reservedMask |= step.need;
           step.need = 0;

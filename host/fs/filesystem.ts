@@ -285,6 +285,12 @@ export class Filesystem {
     if (this.disk.isClosed) throw fail("EIO", syscall, "the disk is closed");
   }
 
+  /** @internal The disk lost power: the page cache goes (its buffers back to the arena). Every
+   *  later call fails with EIO (checkAlive), and bios in flight fail without touching memory. */
+  powerCut(): void {
+    this.pages.dropAll();
+  }
+
   /** @internal Loads the durable metadata into the core's mapping state. */
   load(records: readonly InodeRecord[]): void {
     this.ctrl.setUint32(CTRL.FS_BLOCK_COUNT, this.geometry.blockCount, true);
@@ -392,6 +398,7 @@ export class Filesystem {
         if (tail !== 0) {
           // The part of the last page past the new end must read as zeros if the file grows again.
           const page = await this.getPage(inode, Math.floor(size / PAGE_BYTES), true, syscall);
+          this.checkAlive(syscall);
           page.buf.fill(0, tail);
           const perPage = PAGE_BYTES / this.blockSize;
           const keepBlocks = Math.ceil(tail / this.blockSize);
@@ -679,12 +686,15 @@ export class Filesystem {
       if (page === undefined) throw fail("ENOMEM", syscall, "the page cache is full of dirty pages of other files; sync them");
     }
     if (read) {
+      page.busy++;
       try {
         await this.pageIo(inode, [page], "read", syscall);
       } catch (error) {
+        page.busy--;
         this.pages.drop(page);
         throw error;
       }
+      page.busy--;
     }
     return page;
   }

@@ -16,6 +16,8 @@ export interface Page {
   /** Bit i: block i of the page has a block reserved for it until writeback allocates it. */
   reservedMask: number;
   lastUse: number;
+  /** Reads into the page in flight: it may not be evicted (its buffer is in a bio). */
+  busy: number;
 }
 
 /** Number of set bits of a small mask. */
@@ -91,7 +93,7 @@ export class PageCache {
         if (buf !== undefined && zero) buf.fill(0);
       }
     }
-    const page: Page = { ino, index, buf, dirtyMask: 0, reservedMask: 0, lastUse: ++this.clock };
+    const page: Page = { ino, index, buf, dirtyMask: 0, reservedMask: 0, lastUse: ++this.clock, busy: 0 };
     let file = this.files.get(ino);
     if (file === undefined) {
       file = new Map();
@@ -135,7 +137,7 @@ export class PageCache {
   /** Evicts up to `count` clean pages, least recently used first; false if none could go. */
   evictClean(count: number): boolean {
     const clean: Page[] = [];
-    for (const file of this.files.values()) for (const page of file.values()) if (page.dirtyMask === 0) clean.push(page);
+    for (const file of this.files.values()) for (const page of file.values()) if (page.dirtyMask === 0 && page.busy === 0) clean.push(page);
     if (clean.length === 0) return false;
     clean.sort((a, b) => a.lastUse - b.lastUse);
     for (const page of clean.slice(0, count)) this.drop(page);
