@@ -10,6 +10,7 @@ import * as state from "./state";
 import { bioFitsOnePage, splitBytes as splitDecision, maxIoBytes } from "./split";
 import { splitBio, splitTailStatus } from "./blk";
 import * as fs from "./fs";
+import * as dio from "./dio";
 import {
   crashCache, crashInflightWrite, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
 } from "./device";
@@ -178,4 +179,27 @@ export function fs_free_run(diskBlock: u32, length: u32): i32 {
 }
 export function fs_mapped_blocks(ino: u32): u32 {
   return fs.fsMappedBlocks(ino);
+}
+
+// ---- direct IO (assembly/dio.ts) -----------------------------------------------------------------
+
+/** Maps a direct-IO request and builds its bios; see dio.ts dioMap(). */
+export function dio_map(op: u32, ino: u32, dioBits: u32, fsBits: u32, iovCount: u32, startBlock: f64, iSize: f64, skipHoles: u32, builder: u32): i32 {
+  return dio.dioMap(op, ino, dioBits, fsBits, iovCount, startBlock, iSize, skipHoles, builder);
+}
+export function dio_bio_count(): u32 {
+  return dio.dioBioCount;
+}
+export function dio_result_bytes(): f64 {
+  return <f64>dio.dioResultBytes;
+}
+/** 0 (the whole request), -ENOTBLK (a write reached a hole inside i_size), 1 (a read reached EOF). */
+export function dio_stop(): i32 {
+  return dio.dioStop;
+}
+export function dio_map_calls(): u32 {
+  return dio.dioMapCalls;
+}
+export function dio_new_blocks(): bool {
+  return dio.dioNewBlocks;
 }

@@ -72,6 +72,14 @@ export const CTRL_FS_FREE_BLOCKS: u32 = 220;
 export const CTRL_FS_SCRATCH_BASE: u32 = 224;
 export const CTRL_FS_SCRATCH_CAPACITY: u32 = 228; // extent-sized records
 export const CTRL_FS_ALLOC_HINT: u32 = 232;      // where the next new file's allocation starts
+// Direct-IO mapping tables (assembly/dio.ts), set by the host at Disk.create.
+export const CTRL_DIO_IOV_BASE: u32 = 240;      // the user's segments (bvec records)
+export const CTRL_DIO_IOV_CAPACITY: u32 = 244;
+export const CTRL_DIO_BIO_BASE: u32 = 248;      // bios built by the mapping loop
+export const CTRL_DIO_BIO_CAPACITY: u32 = 252;
+export const CTRL_DIO_BVEC_BASE: u32 = 256;     // their segments (bvec records)
+export const CTRL_DIO_BVEC_CAPACITY: u32 = 260;
+export const CTRL_ZERO_PAGE: u32 = 264;         // a 4 KiB page of zeros in the arena (ZERO_PAGE)
 
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
@@ -111,6 +119,14 @@ export const FS_EXTENT_SIZE: u32 = 12;
 export const MAP_MAPPED: u32 = 1;
 export const MAP_NEW: u32 = 2;
 export const MAP_BOUNDARY: u32 = 4;
+
+// dio bio record: one bio the mapping loop built.
+export const DIO_BIO_SECTOR: u32 = 0;
+export const DIO_BIO_BVEC_FIRST: u32 = 4;  // index in the dio bvec table
+export const DIO_BIO_BVEC_COUNT: u32 = 8;
+export const DIO_BIO_BYTES: u32 = 12;
+export const DIO_BIO_FILE_BLOCK: u32 = 16; // file offset of its first byte, in dio blocks
+export const DIO_BIO_SIZE: u32 = 20;
 
 // cache index entry: open-addressed hash from line number to its newest log position.
 export const INDEX_LINE: u32 = 0;
@@ -212,58 +228,71 @@ export function layoutValue(index: i32): u32 {
     case 51: return CTRL_FS_SCRATCH_BASE;
     case 52: return CTRL_FS_SCRATCH_CAPACITY;
     case 53: return CTRL_FS_ALLOC_HINT;
-    case 54: return FEATURE_WRITE_CACHE;
-    case 55: return FEATURE_FUA;
-    case 56: return BVEC_ADDR;
-    case 57: return BVEC_LEN;
-    case 58: return BVEC_SIZE;
-    case 59: return PIECE_SECTOR;
-    case 60: return PIECE_SECTORS;
-    case 61: return PIECE_BVEC_INDEX;
-    case 62: return PIECE_BVEC_DONE;
-    case 63: return PIECE_SIZE;
-    case 64: return ENTRY_LINE;
-    case 65: return ENTRY_WRITE_ID;
-    case 66: return ENTRY_PREV;
-    case 67: return ENTRY_MASK;
-    case 68: return ENTRY_SIZE;
-    case 69: return FS_INODE_START;
-    case 70: return FS_INODE_COUNT;
-    case 71: return FS_INODE_CAPACITY;
-    case 72: return FS_INODE_FLAGS;
-    case 73: return FS_INODE_SIZE;
-    case 74: return FS_EXTENT_FILE;
-    case 75: return FS_EXTENT_DISK;
-    case 76: return FS_EXTENT_LENGTH;
-    case 77: return FS_EXTENT_SIZE;
-    case 78: return MAP_MAPPED;
-    case 79: return MAP_NEW;
-    case 80: return MAP_BOUNDARY;
-    case 81: return INDEX_LINE;
-    case 82: return INDEX_POS;
-    case 83: return INDEX_SIZE;
-    case 84: return BATCH_OP;
-    case 85: return BATCH_FLAGS;
-    case 86: return BATCH_SECTOR;
-    case 87: return BATCH_BVEC_INDEX;
-    case 88: return BATCH_BVEC_COUNT;
-    case 89: return BATCH_BYTES;
-    case 90: return BATCH_STATUS;
-    case 91: return BATCH_WRITE_ID;
-    case 92: return BATCH_SIZE;
-    case 93: return OP_READ;
-    case 94: return OP_WRITE;
-    case 95: return OP_FLUSH;
-    case 96: return BIO_SYNC;
-    case 97: return BIO_FUA;
-    case 98: return BIO_PREFLUSH;
-    case 99: return BIO_NOWAIT;
-    case 100: return BIO_ATOMIC;
-    case 101: return LINE_SHIFT;
-    case 102: return LINE_BYTES;
-    case 103: return SECTORS_PER_LINE;
-    case 104: return <u32>__heap_base; // static data must end below LAYOUT_BASE
+    case 54: return CTRL_DIO_IOV_BASE;
+    case 55: return CTRL_DIO_IOV_CAPACITY;
+    case 56: return CTRL_DIO_BIO_BASE;
+    case 57: return CTRL_DIO_BIO_CAPACITY;
+    case 58: return CTRL_DIO_BVEC_BASE;
+    case 59: return CTRL_DIO_BVEC_CAPACITY;
+    case 60: return CTRL_ZERO_PAGE;
+    case 61: return FEATURE_WRITE_CACHE;
+    case 62: return FEATURE_FUA;
+    case 63: return BVEC_ADDR;
+    case 64: return BVEC_LEN;
+    case 65: return BVEC_SIZE;
+    case 66: return PIECE_SECTOR;
+    case 67: return PIECE_SECTORS;
+    case 68: return PIECE_BVEC_INDEX;
+    case 69: return PIECE_BVEC_DONE;
+    case 70: return PIECE_SIZE;
+    case 71: return ENTRY_LINE;
+    case 72: return ENTRY_WRITE_ID;
+    case 73: return ENTRY_PREV;
+    case 74: return ENTRY_MASK;
+    case 75: return ENTRY_SIZE;
+    case 76: return FS_INODE_START;
+    case 77: return FS_INODE_COUNT;
+    case 78: return FS_INODE_CAPACITY;
+    case 79: return FS_INODE_FLAGS;
+    case 80: return FS_INODE_SIZE;
+    case 81: return FS_EXTENT_FILE;
+    case 82: return FS_EXTENT_DISK;
+    case 83: return FS_EXTENT_LENGTH;
+    case 84: return FS_EXTENT_SIZE;
+    case 85: return MAP_MAPPED;
+    case 86: return MAP_NEW;
+    case 87: return MAP_BOUNDARY;
+    case 88: return DIO_BIO_SECTOR;
+    case 89: return DIO_BIO_BVEC_FIRST;
+    case 90: return DIO_BIO_BVEC_COUNT;
+    case 91: return DIO_BIO_BYTES;
+    case 92: return DIO_BIO_FILE_BLOCK;
+    case 93: return DIO_BIO_SIZE;
+    case 94: return INDEX_LINE;
+    case 95: return INDEX_POS;
+    case 96: return INDEX_SIZE;
+    case 97: return BATCH_OP;
+    case 98: return BATCH_FLAGS;
+    case 99: return BATCH_SECTOR;
+    case 100: return BATCH_BVEC_INDEX;
+    case 101: return BATCH_BVEC_COUNT;
+    case 102: return BATCH_BYTES;
+    case 103: return BATCH_STATUS;
+    case 104: return BATCH_WRITE_ID;
+    case 105: return BATCH_SIZE;
+    case 106: return OP_READ;
+    case 107: return OP_WRITE;
+    case 108: return OP_FLUSH;
+    case 109: return BIO_SYNC;
+    case 110: return BIO_FUA;
+    case 111: return BIO_PREFLUSH;
+    case 112: return BIO_NOWAIT;
+    case 113: return BIO_ATOMIC;
+    case 114: return LINE_SHIFT;
+    case 115: return LINE_BYTES;
+    case 116: return SECTORS_PER_LINE;
+    case 117: return <u32>__heap_base; // static data must end below LAYOUT_BASE
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 105;
+export const LAYOUT_FIELD_COUNT: i32 = 118;

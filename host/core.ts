@@ -34,6 +34,12 @@ export interface CoreExports {
   fs_truncate(ino: number, fromBlock: number): number;
   fs_free_run(diskBlock: number, length: number): number;
   fs_mapped_blocks(ino: number): number;
+  dio_map(op: number, ino: number, dioBits: number, fsBits: number, iovCount: number, startBlock: number, iSize: number, skipHoles: number, builder: number): number;
+  dio_bio_count(): number;
+  dio_result_bytes(): number;
+  dio_stop(): number;
+  dio_map_calls(): number;
+  dio_new_blocks(): number;
 }
 
 const modulePromises = new Map<string, Promise<WebAssembly.Module>>();

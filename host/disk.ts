@@ -4,7 +4,7 @@ import { DioError } from "./errors.js";
 import { validateLimits, type QueueLimits } from "./limits.js";
 import {
   CTRL, FEATURE_FUA, FEATURE_WRITE_CACHE, LAYOUT_BASE, BVEC_CAPACITY, PIECE_CAPACITY,
-  BATCH_CAPACITY, planRegions, type RegionPlan,
+  BATCH_CAPACITY, DIO_IOV_CAPACITY, DIO_BIO_CAPACITY, DIO_BVEC_CAPACITY, planRegions, type RegionPlan,
 } from "./layout.js";
 import { instantiateCore, type CoreExports } from "./core.js";
 import { RangeAllocator } from "./ranges.js";
@@ -125,11 +125,17 @@ export class Disk {
     this.arena = new RangeAllocator(init.plan.arenaBase, init.plan.arenaBytes);
     this.device = new Device(init.core, this.prng, this.tracer, init.limits.writeCache, init.latency);
     this.queue = new BlockQueue(init.core, init.memory, this.device, this.tracer, this.limits,
-      { base: init.plan.arenaBase, end: init.plan.arenaBase + init.plan.arenaBytes },
+      { base: init.plan.zeroPageBase, end: init.plan.arenaBase + init.plan.arenaBytes },
       { bvecBase: init.plan.bvecBase, bvecCapacity: BVEC_CAPACITY, pieceBase: init.plan.pieceBase },
       init.size / SECTOR_BYTES);
     this.statView = new BigUint64Array(init.memory.buffer, LAYOUT_BASE + CTRL.STAT_BIOS, 8);
+    // ZERO_PAGE: what sub-block zeroing writes from, just below the arena (inside the bounds the
+    // block layer and the core accept for bio segments, outside what alloc() hands out).
+    this.zeroPage = new Uint8Array(init.memory.buffer, init.plan.zeroPageBase, 4096);
   }
+
+  /** @internal The shared page of zeros (never written). */
+  readonly zeroPage: Uint8Array;
 
   /** Creates a disk per `opts`: limits validated as Linux does, memory laid out, core loaded. */
   static async create(opts: DiskOptions): Promise<Disk> {
@@ -339,8 +345,9 @@ function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: n
   put(CTRL.CACHE_SLOTS, plan.cacheSlots);
   put(CTRL.CACHE_INDEX_BASE, plan.cacheIndexBase);
   put(CTRL.CACHE_INDEX_SLOTS, plan.cacheIndexSlots);
-  put(CTRL.ARENA_BASE, plan.arenaBase);
-  put(CTRL.ARENA_BYTES, plan.arenaBytes);
+  put(CTRL.ARENA_BASE, plan.zeroPageBase);
+  put(CTRL.ARENA_BYTES, plan.arenaBytes + 4096);
+  put(CTRL.ZERO_PAGE, plan.zeroPageBase);
   put(CTRL.FS_INODE_BASE, plan.fsInodeBase);
   put(CTRL.FS_INODE_CAPACITY, plan.fsInodeCapacity);
   put(CTRL.FS_EXTENT_BASE, plan.fsExtentBase);
@@ -349,4 +356,10 @@ function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: n
   put(CTRL.FS_BLOCK_COUNT, 0);
   put(CTRL.FS_SCRATCH_BASE, plan.fsScratchBase);
   put(CTRL.FS_SCRATCH_CAPACITY, plan.fsScratchCapacity);
+  put(CTRL.DIO_IOV_BASE, plan.dioIovBase);
+  put(CTRL.DIO_IOV_CAPACITY, DIO_IOV_CAPACITY);
+  put(CTRL.DIO_BIO_BASE, plan.dioBioBase);
+  put(CTRL.DIO_BIO_CAPACITY, DIO_BIO_CAPACITY);
+  put(CTRL.DIO_BVEC_BASE, plan.dioBvecBase);
+  put(CTRL.DIO_BVEC_CAPACITY, DIO_BVEC_CAPACITY);
 }

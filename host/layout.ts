@@ -20,7 +20,18 @@ export const CTRL = {
   FS_INODE_BASE: 192, FS_INODE_CAPACITY: 196, FS_EXTENT_BASE: 200, FS_EXTENT_CAPACITY: 204,
   FS_EXTENT_TOP: 208, FS_BITMAP_BASE: 212, FS_BLOCK_COUNT: 216, FS_FREE_BLOCKS: 220,
   FS_SCRATCH_BASE: 224, FS_SCRATCH_CAPACITY: 228, FS_ALLOC_HINT: 232,
+  DIO_IOV_BASE: 240, DIO_IOV_CAPACITY: 244, DIO_BIO_BASE: 248, DIO_BIO_CAPACITY: 252,
+  DIO_BVEC_BASE: 256, DIO_BVEC_CAPACITY: 260, ZERO_PAGE: 264,
 } as const;
+
+export const DIO_BIO = { SECTOR: 0, BVEC_FIRST: 4, BVEC_COUNT: 8, BYTES: 12, FILE_BLOCK: 16 } as const;
+export const DIO_BIO_SIZE = 20;
+/** Direct-IO table capacities: iovecs per call (UIO_MAXIOV), and bios and bvecs one mapping
+ *  call may build; a call maps at most DIO_CALL_BYTES_MAX bytes, which always fits. */
+export const DIO_IOV_CAPACITY = 1024;
+export const DIO_BIO_CAPACITY = 32768 + 64;
+export const DIO_BVEC_CAPACITY = 32768 + 64;
+export const DIO_CALL_BYTES_MAX = 16 << 20;
 
 export const FS_INODE_SIZE = 16;
 export const FS_EXTENT_SIZE = 12;
@@ -110,6 +121,13 @@ export const LAYOUT_FIELDS: readonly [string, number | "below-base"][] = [
   ["CTRL_FS_SCRATCH_BASE", CTRL.FS_SCRATCH_BASE],
   ["CTRL_FS_SCRATCH_CAPACITY", CTRL.FS_SCRATCH_CAPACITY],
   ["CTRL_FS_ALLOC_HINT", CTRL.FS_ALLOC_HINT],
+  ["CTRL_DIO_IOV_BASE", CTRL.DIO_IOV_BASE],
+  ["CTRL_DIO_IOV_CAPACITY", CTRL.DIO_IOV_CAPACITY],
+  ["CTRL_DIO_BIO_BASE", CTRL.DIO_BIO_BASE],
+  ["CTRL_DIO_BIO_CAPACITY", CTRL.DIO_BIO_CAPACITY],
+  ["CTRL_DIO_BVEC_BASE", CTRL.DIO_BVEC_BASE],
+  ["CTRL_DIO_BVEC_CAPACITY", CTRL.DIO_BVEC_CAPACITY],
+  ["CTRL_ZERO_PAGE", CTRL.ZERO_PAGE],
   ["FEATURE_WRITE_CACHE", FEATURE_WRITE_CACHE],
   ["FEATURE_FUA", FEATURE_FUA],
   ["BVEC_ADDR", 0],
@@ -137,6 +155,12 @@ export const LAYOUT_FIELDS: readonly [string, number | "below-base"][] = [
   ["MAP_MAPPED", MAP_MAPPED],
   ["MAP_NEW", MAP_NEW],
   ["MAP_BOUNDARY", MAP_BOUNDARY],
+  ["DIO_BIO_SECTOR", DIO_BIO.SECTOR],
+  ["DIO_BIO_BVEC_FIRST", DIO_BIO.BVEC_FIRST],
+  ["DIO_BIO_BVEC_COUNT", DIO_BIO.BVEC_COUNT],
+  ["DIO_BIO_BYTES", DIO_BIO.BYTES],
+  ["DIO_BIO_FILE_BLOCK", DIO_BIO.FILE_BLOCK],
+  ["DIO_BIO_SIZE", DIO_BIO_SIZE],
   ["INDEX_LINE", 0],
   ["INDEX_POS", 4],
   ["INDEX_SIZE", INDEX_SIZE],
@@ -176,10 +200,13 @@ const WASM_PAGES_MAX = 65536;
 
 export interface RegionPlan {
   bvecBase: number; pieceBase: number; batchBase: number;
+  dioIovBase: number; dioBioBase: number; dioBvecBase: number;
   fsInodeBase: number; fsInodeCapacity: number; fsExtentBase: number; fsExtentCapacity: number;
   fsBitmapBase: number; fsBitmapBlocks: number; fsScratchBase: number; fsScratchCapacity: number;
   cacheHeaderBase: number; cacheDataBase: number; cacheSlots: number;
   cacheIndexBase: number; cacheIndexSlots: number;
+  /** The shared page of zeros, just below the arena (the core's arena bounds include it). */
+  zeroPageBase: number;
   arenaBase: number; arenaBytes: number;
   imageBase: number; imageBytes: number;
   totalBytes: number; pages: number;
@@ -210,6 +237,9 @@ export function planRegions(imageBytes: number, cacheBytes: number, arenaBytes: 
   const bvecBase = take(BVEC_CAPACITY * BVEC_SIZE);
   const pieceBase = take(PIECE_CAPACITY * PIECE_SIZE);
   const batchBase = take(BATCH_CAPACITY * BATCH_SIZE);
+  const dioIovBase = take(DIO_IOV_CAPACITY * BVEC_SIZE);
+  const dioBioBase = take(DIO_BIO_CAPACITY * DIO_BIO_SIZE);
+  const dioBvecBase = take(DIO_BVEC_CAPACITY * BVEC_SIZE);
   // Room for any filesystem mkfs may put on this disk: the smallest block size gives the most
   // blocks, and a pool of twice that many extents always fits every map after compaction.
   const fsBitmapBlocks = Math.floor(imageBytes / FS_BLOCK_MIN);
@@ -223,14 +253,15 @@ export function planRegions(imageBytes: number, cacheBytes: number, arenaBytes: 
   const cacheHeaderBase = take(cacheSlots * ENTRY_SIZE);
   const cacheIndexBase = take(cacheIndexSlots * INDEX_SIZE);
   const cacheDataBase = take(cacheSlots * LINE_BYTES);
-  const arenaBase = take(arenaBytes);
+  const zeroPageBase = take(4096 + arenaBytes);
+  const arenaBase = zeroPageBase + 4096;
   const imageBase = take(imageBytes);
   const totalBytes = at;
   const pages = Math.ceil(totalBytes / WASM_PAGE_BYTES);
   if (pages > WASM_PAGES_MAX || imageBase + imageBytes > 2 ** 32) return null;
   return {
-    bvecBase, pieceBase, batchBase, fsInodeBase, fsInodeCapacity, fsExtentBase, fsExtentCapacity,
+    bvecBase, pieceBase, batchBase, dioIovBase, dioBioBase, dioBvecBase, fsInodeBase, fsInodeCapacity, fsExtentBase, fsExtentCapacity,
     fsBitmapBase, fsBitmapBlocks, fsScratchBase, fsScratchCapacity, cacheHeaderBase, cacheDataBase, cacheSlots, cacheIndexBase,
-    cacheIndexSlots, arenaBase, arenaBytes, imageBase, imageBytes, totalBytes, pages,
+    cacheIndexSlots, zeroPageBase, arenaBase, arenaBytes, imageBase, imageBytes, totalBytes, pages,
   };
 }
