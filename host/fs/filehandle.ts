@@ -2,7 +2,8 @@
 // Without O_DIRECT, IO goes through the page cache (buffered IO): reads fill it, writes dirty it
 // with blocks reserved for delayed allocation, and O_SYNC / O_DSYNC / IS_SYNC writes sync.
 import { DioError, type ErrnoName } from "../errors.js";
-import { O_ACCMODE, O_APPEND, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
+import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
+import { copyInBounces, copyOutBounces, dioBlockBits, dioChunks, dioPass, dioSegments, ENOTBLK, type DioTarget } from "../dio.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats } from "./filesystem.js";
 import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
 
@@ -68,7 +69,8 @@ export class FileHandle {
     const at = checkPosition(position, syscall);
     this.checkReadable(syscall);
     const from = at ?? this.position;
-    const bytesRead = await this.readAt(buffer.subarray(range.offset, range.offset + range.length), from, syscall);
+    const target = buffer.subarray(range.offset, range.offset + range.length);
+    const bytesRead = this.direct ? await this.directRead([target], from, syscall) : await this.readAt(target, from, syscall);
     if (at === null) this.position = from + bytesRead;
     return { bytesRead, buffer };
   }
@@ -79,6 +81,11 @@ export class FileHandle {
     const at = checkPosition(position, syscall);
     this.checkReadable(syscall);
     const from = at ?? this.position;
+    if (this.direct) {
+      const bytesRead = await this.directRead(buffers, from, syscall);
+      if (at === null) this.position = from + bytesRead;
+      return { bytesRead, buffers };
+    }
     const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
     const joined = new Uint8Array(total);
     const bytesRead = await this.readAt(joined, from, syscall);
@@ -98,7 +105,8 @@ export class FileHandle {
     const range = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
     this.checkWritable(syscall);
-    const bytesWritten = await this.writeAt(buffer.subarray(range.offset, range.offset + range.length), at, syscall);
+    const data = buffer.subarray(range.offset, range.offset + range.length);
+    const bytesWritten = this.direct ? await this.directWrite([data], at, syscall) : await this.writeAt(data, at, syscall);
     return { bytesWritten, buffer };
   }
 
@@ -107,6 +115,7 @@ export class FileHandle {
     if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) throw fail("EINVAL", syscall, "buffers must be an array of Uint8Array");
     const at = checkPosition(position, syscall);
     this.checkWritable(syscall);
+    if (this.direct) return { bytesWritten: await this.directWrite(buffers, at, syscall), buffers };
     const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
     const joined = new Uint8Array(total);
     let done = 0;
@@ -168,11 +177,7 @@ export class FileHandle {
     for (const page of missing) page.busy--;
   }
 
-  /**
-   * Buffered write: reserve blocks for what the write dirties, copy into pages, extend; then sync
-   * when the file or the inode is sync. When the free space runs out part way, the write stops at
-   * the last page that fits and returns the short count (ENOSPC only when nothing fits), as write(2).
-   */
+  /** Buffered write at `at` (null: the file position), then the sync a sync file or inode needs. */
   private async writeAt(data: Uint8Array, at: number | null, syscall: string): Promise<number> {
     const fs = this.fs;
     const inode = this.inode;
@@ -180,72 +185,239 @@ export class FileHandle {
       fs.checkAlive(syscall);
       // O_APPEND: every write goes to the end, whatever position was asked for (as Linux pwrite).
       const from = (this.flags & O_APPEND) !== 0 ? inode.size : at ?? this.position;
-      if (data.length === 0) return 0;
-      const end = from + data.length;
-      if (end > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${data.length} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
-      const perPage = PAGE_BYTES / fs.blockSize;
-      const firstPage = Math.floor(from / PAGE_BYTES);
-      const lastPage = Math.floor((end - 1) / PAGE_BYTES);
-      // Per page: the blocks the write touches, and those of them that need a reservation.
-      const plan: { index: number; start: number; part: number; touched: number; need: number }[] = [];
-      let done = 0;
-      for (let index = firstPage; index <= lastPage; index++) {
-        const start = index === firstPage ? from % PAGE_BYTES : 0;
-        const part = Math.min(PAGE_BYTES - start, data.length - done);
-        const firstBlock = Math.floor(start / fs.blockSize);
-        const endBlock = Math.ceil((start + part) / fs.blockSize);
-        const touched = ((1 << endBlock) - 1) & ~((1 << firstBlock) - 1) & ((1 << perPage) - 1);
-        const reserved = fs.pages.get(inode.ino, index)?.reservedMask ?? 0;
-        const need = touched & ~fs.mappedMask(inode, index) & ~reserved;
-        plan.push({ index, start, part, touched, need });
-        done += part;
-      }
-      // Reserve page by page: as many whole pages as the free space allows.
-      let fitting = 0;
-      for (const step of plan) {
-        const blocks = bitCount(step.need);
-        try {
-          await fs.reserve(blocks, syscall);
-        } catch (error) {
-          if (fitting === 0) throw error;
-          break;
-        }
-        fitting++;
-      }
-      const steps = plan.slice(0, fitting);
-      let copied = 0;
-      try {
-        for (const step of steps) {
-          const page = await fs.getPage(inode, step.index, step.part < PAGE_BYTES, syscall);
-          fs.checkAlive(syscall); // a power cut during the await released the page cache
-          page.buf.set(data.subarray(copied, copied + step.part), step.start);
-          page.reservedMask |= step.need;
-          step.need = 0;
-          fs.pages.markDirty(page, step.touched);
-          copied += step.part;
-          // i_size moves page by page (write_end), so a writeback that a later page forces (the
-          // cache full of dirty pages) sees these pages inside the file.
-          if (from + copied > inode.size) {
-            inode.size = from + copied;
-            fs.touchData(inode);
-          }
-        }
-      } finally {
-        fs.unreserve(steps.reduce((sum, step) => sum + bitCount(step.need), 0));
-      }
-      const newEnd = from + copied;
-      inode.mtimeMs = inode.ctimeMs = Date.now();
-      fs.touchTimes(inode);
+      const copied = await this.writeLocked(data, from, syscall);
       // pwrite (an explicit position) leaves the file position alone, even with O_APPEND.
-      if (at === null) this.position = newEnd;
-      if (fs.pages.dirtyPages > fs.pages.dirtyLimitPages) await fs.writebackInode(inode, syscall);
+      if (at === null) this.position = from + copied;
       return copied;
     });
     if (fs.pages.dirtyPages > fs.pages.dirtyLimitPages) await fs.writebackAll(syscall);
-    // O_SYNC / O_DSYNC, or an IS_SYNC inode: the write is durable before it returns (spec 6.1).
-    const dsync = (this.flags & O_DSYNC) !== 0 || fs.isSyncInode(inode);
-    if (dsync && written > 0) await fs.syncInode(inode, (this.flags & __O_SYNC) === 0, syscall);
+    await this.syncAfterWrite(written, syscall);
     return written;
+  }
+
+  /** generic_write_sync(): O_SYNC / O_DSYNC, or an IS_SYNC inode, sync before returning (6.1). */
+  private async syncAfterWrite(written: number, syscall: string): Promise<void> {
+    const dsync = (this.flags & O_DSYNC) !== 0 || this.fs.isSyncInode(this.inode);
+    if (dsync && written > 0) await this.fs.syncInode(this.inode, (this.flags & __O_SYNC) === 0, syscall);
+  }
+
+  /**
+   * The buffered write itself, with the inode lock held: reserve blocks for what the write dirties,
+   * copy into pages, extend. When the free space runs out part way, the write stops at the last
+   * page that fits and returns the short count (ENOSPC only when nothing fits), as write(2).
+   */
+  private async writeLocked(data: Uint8Array, from: number, syscall: string): Promise<number> {
+    const fs = this.fs;
+    const inode = this.inode;
+    if (data.length === 0) return 0;
+    const end = from + data.length;
+    if (end > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${data.length} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
+    const perPage = PAGE_BYTES / fs.blockSize;
+    const firstPage = Math.floor(from / PAGE_BYTES);
+    const lastPage = Math.floor((end - 1) / PAGE_BYTES);
+    // Per page: the blocks the write touches, and those of them that need a reservation.
+    const plan: { index: number; start: number; part: number; touched: number; need: number }[] = [];
+    let done = 0;
+    for (let index = firstPage; index <= lastPage; index++) {
+      const start = index === firstPage ? from % PAGE_BYTES : 0;
+      const part = Math.min(PAGE_BYTES - start, data.length - done);
+      const firstBlock = Math.floor(start / fs.blockSize);
+      const endBlock = Math.ceil((start + part) / fs.blockSize);
+      const touched = ((1 << endBlock) - 1) & ~((1 << firstBlock) - 1) & ((1 << perPage) - 1);
+      const reserved = fs.pages.get(inode.ino, index)?.reservedMask ?? 0;
+      const need = touched & ~fs.mappedMask(inode, index) & ~reserved;
+      plan.push({ index, start, part, touched, need });
+      done += part;
+    }
+    // Reserve page by page: as many whole pages as the free space allows.
+    let fitting = 0;
+    for (const step of plan) {
+      const blocks = bitCount(step.need);
+      try {
+        await fs.reserve(blocks, syscall);
+      } catch (error) {
+        if (fitting === 0) throw error;
+        break;
+      }
+      fitting++;
+    }
+    const steps = plan.slice(0, fitting);
+    let copied = 0;
+    try {
+      for (const step of steps) {
+        const page = await fs.getPage(inode, step.index, step.part < PAGE_BYTES, syscall);
+        fs.checkAlive(syscall); // a power cut during the await released the page cache
+        page.buf.set(data.subarray(copied, copied + step.part), step.start);
+        page.reservedMask |= step.need;
+        step.need = 0;
+        fs.pages.markDirty(page, step.touched);
+        copied += step.part;
+        // i_size moves page by page (write_end), so a writeback that a later page forces (the
+        // cache full of dirty pages) sees these pages inside the file.
+        if (from + copied > inode.size) {
+          inode.size = from + copied;
+          fs.touchData(inode);
+        }
+      }
+    } finally {
+      fs.unreserve(steps.reduce((sum, step) => sum + bitCount(step.need), 0));
+    }
+    inode.mtimeMs = inode.ctimeMs = Date.now();
+    fs.touchTimes(inode);
+    if (fs.pages.dirtyPages > fs.pages.dirtyLimitPages) await fs.writebackInode(inode, syscall);
+    return copied;
+  }
+
+  /** O_DIRECT: IO goes through the direct-IO engine, not the page cache. */
+  private get direct(): boolean {
+    return (this.flags & O_DIRECT) !== 0;
+  }
+
+  /** The engine's view of this file: DIO_LOCKING | DIO_SKIP_HOLES, get_block from the core. */
+  private dioTarget(): DioTarget {
+    const fs = this.fs;
+    const inode = this.inode;
+    return {
+      disk: fs.disk, ino: inode.ino, fsBits: Math.log2(fs.blockSize), semantics: fs.semantics,
+      size: () => inode.size, skipHoles: true,
+      allocated: () => fs.touchData(inode),
+      reclaim: (syscall) => fs.reclaim(syscall),
+    };
+  }
+
+  /**
+   * O_DIRECT read (spec 2.1-2.3, 2.12-2.14): alignment first, then i_mutex, writeback of the
+   * range, i_dio_count up, map and submit, i_mutex dropped once every bio is submitted, wait,
+   * clamp at EOF, i_dio_count down.
+   */
+  private async directRead(buffers: Uint8Array[], from: number, syscall: string): Promise<number> {
+    const fs = this.fs;
+    const inode = this.inode;
+    const target = this.dioTarget();
+    const dioBits = dioBlockBits(target, buffers, from, syscall);
+    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    if (total === 0) return 0; // before any lock or allocation
+    const unlock = await inode.lock.lock();
+    let locked = true;
+    const release = (): void => {
+      if (locked) {
+        locked = false;
+        unlock();
+      }
+    };
+    try {
+      fs.checkAlive(syscall);
+      await fs.writebackInode(inode, syscall);
+      const { segments, release: freeBounces } = dioSegments(fs.disk, buffers);
+      inode.dioBegin();
+      try {
+        let done = 0;
+        let setUp = 0;
+        for (const chunk of dioChunks(segments)) {
+          const pass = await dioPass(target, "read", chunk, from + done, dioBits, syscall, release);
+          if (pass.ret < 0) return pass.ret === -5 ? this.fail("EIO", syscall, "a bio of the read failed") : this.failErrno(pass.ret, syscall);
+          setUp += pass.result;
+          done += pass.ret;
+          const chunkBytes = chunk.reduce((sum, seg) => sum + seg.user.byteLength, 0);
+          if (pass.ret < chunkBytes || pass.eof) break;
+        }
+        copyOutBounces(segments, setUp);
+        return done;
+      } finally {
+        inode.dioEnd();
+        freeBounces();
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * O_DIRECT write (spec 2.1-2.3, 2.8, 2.12-2.14, 6.1), i_mutex held for the whole call: write back
+   * and invalidate the range, i_dio_count up, map (allocating) and submit, wait; a hole inside
+   * i_size stops the direct part and the rest goes through the page cache (written back and
+   * invalidated), the call returning the full count; invalidate again; i_size after the data;
+   * i_dio_count down; then the O_SYNC/O_DSYNC sync.
+   */
+  private async directWrite(buffers: Uint8Array[], at: number | null, syscall: string): Promise<number> {
+    const fs = this.fs;
+    const inode = this.inode;
+    const target = this.dioTarget();
+    // Alignment is checked before anything happens; an O_APPEND offset is checked again below.
+    if (at !== null || (this.flags & O_APPEND) === 0) dioBlockBits(target, buffers, at ?? this.position, syscall);
+    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const written = await inode.lock.run(async () => {
+      fs.checkAlive(syscall);
+      const from = (this.flags & O_APPEND) !== 0 ? inode.size : at ?? this.position;
+      const dioBits = dioBlockBits(target, buffers, from, syscall);
+      if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
+      await fs.writebackInode(inode, syscall);
+      fs.invalidateRange(inode, from, total);
+      const { segments, release: freeBounces } = dioSegments(fs.disk, buffers);
+      copyInBounces(segments);
+      inode.dioBegin();
+      let done = 0;
+      let error = 0;
+      let fallback = false;
+      try {
+        for (const chunk of dioChunks(segments)) {
+          const pass = await dioPass(target, "write", chunk, from + done, dioBits, syscall, () => undefined);
+          if (pass.ret < 0) {
+            error = pass.ret;
+            break;
+          }
+          done += pass.ret;
+          if (pass.stop === -ENOTBLK) {
+            fallback = true;
+            break;
+          }
+        }
+      } finally {
+        inode.dioEnd();
+        freeBounces();
+      }
+      if (error !== 0) throw this.errnoError(error, syscall);
+      if (fallback && done < total) {
+        // The rest goes through the page cache, is written back and invalidated (3.x
+        // __generic_file_aio_write); the call still returns the full count.
+        const rest = new Uint8Array(total - done);
+        let at2 = 0;
+        let skip = done;
+        for (const b of buffers) {
+          const part = b.subarray(Math.min(skip, b.byteLength));
+          skip -= Math.min(skip, b.byteLength);
+          rest.set(part, at2);
+          at2 += part.byteLength;
+        }
+        const copied = await this.writeLocked(rest, from + done, syscall);
+        await fs.writebackInode(inode, syscall);
+        fs.invalidateRange(inode, from + done, copied);
+        done += copied;
+      }
+      fs.invalidateRange(inode, from, done);
+      if (done > 0 && from + done > inode.size) {
+        inode.size = from + done;
+        fs.touchData(inode);
+      }
+      if (done > 0) {
+        inode.mtimeMs = inode.ctimeMs = Date.now();
+        fs.touchTimes(inode);
+      }
+      if (at === null) this.position = from + done;
+      return done;
+    });
+    await this.syncAfterWrite(written, syscall);
+    return written;
+  }
+
+  private errnoError(errno: number, syscall: string): DioError {
+    return DioError.fromErrno(errno, syscall, errno === -5 ? "a bio of the direct IO failed" : `direct IO failed with errno ${-errno}`);
+  }
+  private fail(code: ErrnoName, syscall: string, message: string): never {
+    throw fail(code, syscall, message);
+  }
+  private failErrno(errno: number, syscall: string): never {
+    throw this.errnoError(errno, syscall);
   }
 
   async sync(): Promise<void> {

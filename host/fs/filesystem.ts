@@ -16,7 +16,7 @@ import {
 import { Mutex } from "./mutex.js";
 import { PAGE_BYTES, PageCache, bitCount, type Page } from "./pagecache.js";
 import { FileHandle } from "./filehandle.js";
-import { O_ACCMODE, O_CREAT, O_DIRECT, O_EXCL, O_TRUNC } from "../constants.js";
+import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC } from "../constants.js";
 
 export type Semantics = "legacy" | "seed" | "merged" | "iomap";
 export const SEMANTICS: readonly Semantics[] = ["legacy", "seed", "merged", "iomap"];
@@ -370,7 +370,6 @@ export class Filesystem {
     if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0) throw fail("EINVAL", "open", `flags ${String(flags)} must be a non-negative integer`);
     if (typeof mode !== "number") throw fail("EINVAL", "open", `mode ${String(mode)} must be a number`);
     if ((flags & O_ACCMODE) === O_ACCMODE) throw fail("EINVAL", "open", `flags ${flags.toString(8)} (octal) ask for access mode 3, which is not O_RDONLY, O_WRONLY or O_RDWR`);
-    if ((flags & O_DIRECT) !== 0) throw fail("EINVAL", "open", "O_DIRECT is not supported by this filesystem (no direct_IO method), as open(2) reports");
     const name = this.nameOf(path, "open");
     let inode = this.names.get(name);
     if (inode !== undefined && (flags & O_CREAT) !== 0 && (flags & O_EXCL) !== 0) throw fail("EEXIST", "open", `"${name}" exists and O_CREAT|O_EXCL was given`);
@@ -517,6 +516,23 @@ export class Filesystem {
     const count = slot.getUint32(4, true);
     return new Uint32Array(this.memory.buffer.slice(this.disk.plan.fsExtentBase + start * FS_EXTENT_SIZE,
       this.disk.plan.fsExtentBase + (start + count) * FS_EXTENT_SIZE));
+  }
+
+  /** @internal On ENOSPC: commits when that frees blocks; true when a retry may succeed. */
+  async reclaim(syscall: string): Promise<boolean> {
+    if (this.pendingFree.length === 0) return false;
+    await this.commit(syscall);
+    return true;
+  }
+
+  /** @internal Drops the clean cached pages over [from, from + length) (invalidate_inode_pages2_range). */
+  invalidateRange(inode: Inode, from: number, length: number): void {
+    if (length <= 0) return;
+    const first = Math.floor(from / PAGE_BYTES);
+    const last = Math.floor((from + length - 1) / PAGE_BYTES);
+    for (const page of this.pages.pagesOf(inode.ino)) {
+      if (page.index >= first && page.index <= last && page.dirtyMask === 0 && page.busy === 0) this.pages.drop(page);
+    }
   }
 
   /** Free blocks that a new reservation may use. */

@@ -1,0 +1,195 @@
+// The direct-IO lifecycle around the core's mapping loop, for synchronous calls: alignment (2.1),
+// locking and the page cache (2.2), i_dio_count (2.3), mapping and bio building (core), submission,
+// completion and result accounting (2.12-2.14), the hole fallback to buffered IO (2.8), i_size
+// after an extending write, and the sync of O_SYNC/O_DSYNC files (6.1).
+// see: fs/direct-io.c do_blockdev_direct_IO(), mm/filemap.c generic_file_direct_write().
+import type { Disk } from "./disk.js";
+import { DioError } from "./errors.js";
+import { DIO_BIO, DIO_BIO_SIZE, DIO_BVEC_CAPACITY, DIO_CALL_BYTES_MAX, DIO_IOV_CAPACITY, BVEC_SIZE, OP_READ, OP_WRITE } from "./layout.js";
+import type { BioSegment } from "./block.js";
+import type { Semantics } from "./fs/filesystem.js";
+
+export const ENOTBLK = 15;
+const STOP_EOF = 1;
+const SKIP_HOLES_NONE = 0;
+const SKIP_HOLES_310 = 1;
+const SKIP_HOLES_4X = 2;
+const BUILDER_3X = 0;
+const BUILDER_VECS = 1;
+
+/** What the engine needs from a file or the raw device. */
+export interface DioTarget {
+  disk: Disk;
+  /** The core's inode number; 0 is the raw device, mapped onto itself. */
+  ino: number;
+  /** i_blkbits: the fs block (the logical block for the raw device). */
+  fsBits: number;
+  semantics: Semantics;
+  /** i_size now. */
+  size(): number;
+  /** DIO_SKIP_HOLES: files yes, the raw device no. */
+  skipHoles: boolean;
+  /** Called when the mapping loop allocated blocks (the inode's allocation changed). */
+  allocated(): void;
+  /** On ENOSPC: frees what a commit can free; true when a retry may now succeed. */
+  reclaim(syscall: string): Promise<boolean>;
+}
+
+/** One user segment, as the engine sees it: its address in the emulator's memory and length. */
+export interface DioSegment {
+  /** The caller's bytes. */
+  user: Uint8Array;
+  /** Where the engine reads or writes them: `user` itself when it lives in the arena, or a
+   *  bounce buffer at the same alignment. */
+  addr: number;
+  bounce?: Uint8Array;
+}
+
+/** Turns the caller's buffers into engine segments; "address" per API.md. */
+export function dioSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
+  const bounces: Uint8Array[] = [];
+  const segments = buffers.map((user): DioSegment => {
+    const inArena = user.buffer === disk.memory.buffer && user.byteOffset >= disk.plan.arenaBase &&
+      user.byteOffset + user.byteLength <= disk.plan.arenaBase + disk.plan.arenaBytes;
+    if (inArena || user.byteLength === 0) return { user, addr: user.byteOffset };
+    // A buffer outside the emulator's memory is bounced through one at the same page offset, so
+    // alignment and page boundaries fall where the caller's address says they do.
+    const pageOffset = user.byteOffset % 4096;
+    const bounce = disk.alloc(pageOffset + user.byteLength, 4096);
+    bounces.push(bounce);
+    return { user, addr: bounce.byteOffset + pageOffset, bounce: bounce.subarray(pageOffset) };
+  });
+  return { segments, release: () => { for (const b of bounces) disk.free(b); } };
+}
+
+/** The alignment the call needs (spec 2.1): dio block bits, or throws EINVAL naming the value. */
+export function dioBlockBits(target: DioTarget, buffers: Uint8Array[], offset: number, syscall: string): number {
+  const lbs = target.disk.limits.logicalBlockSize;
+  const lbsBits = Math.log2(lbs);
+  const fsBlock = 2 ** target.fsBits;
+  const misaligned = (unit: number): boolean => offset % unit !== 0 ||
+    buffers.some((b) => b.byteOffset % unit !== 0 || b.byteLength % unit !== 0);
+  if (!misaligned(fsBlock)) return target.fsBits;
+  if (!misaligned(lbs)) return lbsBits;
+  // Name the first value that breaks the logical block rule.
+  if (offset % lbs !== 0) throw new DioError("EINVAL", syscall, `offset ${offset} is not a multiple of the ${lbs}-byte logical block size`);
+  const index = buffers.findIndex((b) => b.byteOffset % lbs !== 0);
+  if (index >= 0) {
+    throw new DioError("EINVAL", syscall, `buffer ${index} address 0x${buffers[index].byteOffset.toString(16)} is not aligned to the ${lbs}-byte logical block size`);
+  }
+  const bad = buffers.findIndex((b) => b.byteLength % lbs !== 0);
+  throw new DioError("EINVAL", syscall, `length ${buffers[bad].byteLength} of buffer ${bad} is not a multiple of the ${lbs}-byte logical block size`);
+}
+
+/** The outcome of one mapping-and-IO pass. */
+export interface DioResult {
+  /** What the call returns: the byte count, or a negative errno. */
+  ret: number;
+  /** Bytes set up (for a write stopped by a hole: the part done directly). */
+  result: number;
+  /** -ENOTBLK when a write stopped at a hole inside i_size (the caller writes the rest buffered). */
+  stop: number;
+  /** A read reached end of file. */
+  eof: boolean;
+}
+
+/**
+ * Maps and performs one direct-IO pass of at most DIO_CALL_BYTES_MAX bytes at `offset` (already
+ * aligned to 1 << dioBits) and waits for it: the part of do_blockdev_direct_IO() between setup and
+ * dio_complete(). Locking, i_dio_count and i_size are the caller's. `afterSubmit` runs once every
+ * bio is submitted, before the wait (the read path drops i_mutex there).
+ */
+export async function dioPass(
+  target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
+  syscall: string, afterSubmit: () => void,
+): Promise<DioResult> {
+  const { disk } = target;
+  const core = disk.core;
+  if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
+  const iov = new Uint32Array(disk.memory.buffer, disk.plan.dioIovBase, DIO_IOV_CAPACITY * (BVEC_SIZE / 4));
+  segments.forEach((seg, i) => {
+    iov[i * 2] = seg.addr;
+    iov[i * 2 + 1] = seg.user.byteLength;
+  });
+  const iSizeAtSubmit = target.size();
+  const skipHoles = !target.skipHoles ? SKIP_HOLES_NONE : target.semantics === "legacy" || target.semantics === "seed" ? SKIP_HOLES_310 : SKIP_HOLES_4X;
+  const builder = target.semantics === "legacy" || target.semantics === "seed" ? BUILDER_3X : BUILDER_VECS;
+  const opCode = op === "write" ? OP_WRITE : OP_READ;
+  const run = () => core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, offset / 2 ** dioBits, iSizeAtSubmit, skipHoles, builder);
+  let submitError = run();
+  if (submitError === -28 && op === "write" && (await target.reclaim(syscall))) submitError = run();
+  if (core.dio_new_blocks() !== 0) target.allocated();
+  const bioCount = core.dio_bio_count();
+  const result = core.dio_result_bytes();
+  const stop = core.dio_stop();
+  // Read the bios out of the core's tables before anything else can map.
+  const view = new DataView(disk.memory.buffer);
+  const bvecs = new Uint32Array(disk.memory.buffer, disk.plan.dioBvecBase, DIO_BVEC_CAPACITY * (BVEC_SIZE / 4));
+  const bios: { sector: number; segments: BioSegment[] }[] = [];
+  for (let k = 0; k < bioCount; k++) {
+    const at = disk.plan.dioBioBase + k * DIO_BIO_SIZE;
+    const first = view.getUint32(at + DIO_BIO.BVEC_FIRST, true);
+    const count = view.getUint32(at + DIO_BIO.BVEC_COUNT, true);
+    const segs: BioSegment[] = [];
+    for (let v = first; v < first + count; v++) {
+      segs.push({ buf: new Uint8Array(disk.memory.buffer, bvecs[v * 2], bvecs[v * 2 + 1]) });
+    }
+    bios.push({ sector: view.getUint32(at + DIO_BIO.SECTOR, true), segments: segs });
+  }
+  // Submit every bio (WRITE_ODIRECT: SYNC, never FUA or PREFLUSH), then wait for all of them.
+  const flags = op === "write" ? (["SYNC"] as const) : ([] as const);
+  const statuses = bios.map((bio) => disk.queue.submitBioWait({ op, sector: bio.sector, segments: bio.segments, flags: [...flags] }));
+  afterSubmit();
+  const completed = await Promise.all(statuses);
+  // One failed bio fails the whole call with EIO (no partial count).
+  const ioError = completed.some((status) => status !== 0) ? -5 : 0;
+  let transferred = result;
+  if (op === "read" && offset + transferred > iSizeAtSubmit && target.ino !== 0) transferred = Math.max(0, iSizeAtSubmit - offset);
+  if (op === "read" && target.ino === 0 && offset + transferred > disk.size) transferred = Math.max(0, disk.size - offset);
+  // dio_complete(): the submission error, then page errors (none here), then the IO error, then the count.
+  const ret = submitError !== 0 ? submitError : ioError !== 0 ? ioError : transferred;
+  return { ret, result, stop: stop === -ENOTBLK ? -ENOTBLK : 0, eof: stop === STOP_EOF };
+}
+
+/** Splits a request into passes of at most DIO_CALL_BYTES_MAX bytes along buffer boundaries. */
+export function dioChunks(segments: DioSegment[]): DioSegment[][] {
+  const chunks: DioSegment[][] = [];
+  let current: DioSegment[] = [];
+  let bytes = 0;
+  for (const seg of segments) {
+    let user = seg.user;
+    let addr = seg.addr;
+    let bounce = seg.bounce;
+    while (user.byteLength > 0) {
+      const room = DIO_CALL_BYTES_MAX - bytes;
+      const take = Math.min(room, user.byteLength);
+      current.push({ user: user.subarray(0, take), addr, bounce: bounce?.subarray(0, take) });
+      bytes += take;
+      user = user.subarray(take);
+      bounce = bounce?.subarray(take);
+      addr += take;
+      if (bytes === DIO_CALL_BYTES_MAX) {
+        chunks.push(current);
+        current = [];
+        bytes = 0;
+      }
+    }
+  }
+  if (current.length > 0 || chunks.length === 0) chunks.push(current);
+  return chunks;
+}
+
+/** Copies what a read set up back from bounce buffers into the caller's buffers. */
+export function copyOutBounces(segments: DioSegment[], setUpBytes: number): void {
+  let left = setUpBytes;
+  for (const seg of segments) {
+    const take = Math.min(left, seg.user.byteLength);
+    if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
+    left -= take;
+  }
+}
+
+/** Copies the caller's bytes into bounce buffers before a write. */
+export function copyInBounces(segments: DioSegment[]): void {
+  for (const seg of segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
+}
