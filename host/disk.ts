@@ -12,7 +12,8 @@ import { Prng } from "./prng.js";
 import { Tracer, type Trace } from "./trace.js";
 import { Device, DEFAULT_LATENCY, type FaultRule, type LatencyTicks } from "./device.js";
 import { BlockQueue } from "./block.js";
-import { SECTOR_BYTES } from "./constants.js";
+import { O_ACCMODE, SECTOR_BYTES } from "./constants.js";
+import { BlockDeviceHandle } from "./bdev.js";
 
 export type { QueueLimits } from "./limits.js";
 export type { FaultRule } from "./device.js";
@@ -227,6 +228,17 @@ export class Disk {
       throw invalid("free", `no live allocation of ${buf.byteLength} bytes starts at address ${buf.byteOffset} (already freed, or a sub-view)`);
     }
     this.arena.release(buf.byteOffset);
+  }
+
+  /**
+   * The whole disk as a file (/dev/sdX): a FileHandle with O_DIRECT through the direct-IO engine
+   * (identity mapping, logical-block alignment); reads stop at the end, writes there are ENOSPC.
+   */
+  async openBlockDevice(flags: number): Promise<BlockDeviceHandle> {
+    this.checkOpen("open");
+    if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0) throw invalid("open", `flags ${String(flags)} must be a non-negative integer`);
+    if ((flags & O_ACCMODE) === O_ACCMODE) throw invalid("open", `flags ${flags.toString(8)} (octal) ask for access mode 3`);
+    return new BlockDeviceHandle(this, flags);
   }
 
   /** Starts a blktrace-style recording of the block layer. */

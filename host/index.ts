@@ -7,3 +7,4 @@ export { validateLimits } from "./limits.js";
 export { mkfs, mount, Filesystem, type Semantics, type Stats, type MkfsOptions, type MountOptions } from "./fs/filesystem.js";
 export { FileHandle } from "./fs/filehandle.js";
 export type { FaultRule } from "./device.js";
+export { BlockDeviceHandle } from "./bdev.js";

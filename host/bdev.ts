@@ -1,0 +1,253 @@
+// The whole disk as a file (/dev/sdX): Disk.openBlockDevice(). With O_DIRECT, IO goes through the
+// direct-IO engine with the device's own identity mapping (blkdev_get_block: every block maps to
+// itself, never a hole, never new), aligned to the logical block. Without O_DIRECT it goes to the
+// device through a bounce buffer, read-modify-write at logical-block granularity: the emulator has
+// no block-device page cache, so such writes reach the device's volatile cache when they return.
+// see: block/fops.c (blkdev_read_iter, blkdev_write_iter, blkdev_fsync), fs/block_dev.c (3.x).
+import type { Disk } from "./disk.js";
+import { DioError, type ErrnoName } from "./errors.js";
+import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, SECTOR_BYTES } from "./constants.js";
+import { copyInBounces, copyOutBounces, dioBlockBits, dioChunks, dioPass, dioSegments, type DioTarget } from "./dio.js";
+import type { Stats } from "./fs/filesystem.js";
+import type { Semantics } from "./fs/filesystem.js";
+
+let nextFd = 1000;
+
+function fail(code: ErrnoName, syscall: string, message: string): DioError {
+  return new DioError(code, syscall, message);
+}
+
+function checkRange(buffer: unknown, offset: unknown, length: unknown, syscall: string): Uint8Array {
+  if (!(buffer instanceof Uint8Array)) throw fail("EINVAL", syscall, "buffer must be a Uint8Array");
+  const start = offset ?? 0;
+  if (typeof start !== "number" || !Number.isInteger(start) || start < 0 || start > buffer.byteLength) throw fail("EINVAL", syscall, `offset ${String(offset)} must be an integer in 0..${buffer.byteLength}`);
+  const count = length ?? buffer.byteLength - start;
+  if (typeof count !== "number" || !Number.isInteger(count) || count < 0 || start + count > buffer.byteLength) throw fail("EINVAL", syscall, `length ${String(length)} must be a non-negative integer with offset + length <= ${buffer.byteLength}`);
+  return buffer.subarray(start, start + count);
+}
+
+function checkPosition(position: unknown, syscall: string): number | null {
+  if (position === null || position === undefined) return null;
+  if (typeof position !== "number" || !Number.isInteger(position) || position < 0) throw fail("EINVAL", syscall, `position ${String(position)} must be a non-negative integer, or null for the file position`);
+  return position;
+}
+
+/** An open block device: the FileHandle shape of API.md over the whole disk. */
+export class BlockDeviceHandle {
+  readonly fd: number;
+  readonly flags: number;
+  private position = 0;
+  private closed = false;
+  private readonly crashCountAtOpen: number;
+
+  /** @internal Use Disk.openBlockDevice(). */
+  constructor(private readonly disk: Disk, flags: number, private readonly semantics: Semantics = "seed") {
+    this.fd = nextFd++;
+    this.flags = flags;
+    this.crashCountAtOpen = disk.crashCount;
+  }
+
+  private checkOpen(syscall: string): void {
+    if (this.closed) throw fail("EBADF", syscall, `file descriptor ${this.fd} is closed`);
+    if (this.disk.isClosed) throw fail("EIO", syscall, "the disk is closed");
+    if (this.disk.crashCount !== this.crashCountAtOpen) throw fail("EIO", syscall, "the disk lost power since this handle was opened");
+  }
+
+  private target(): DioTarget {
+    return {
+      disk: this.disk, ino: 0, fsBits: Math.log2(this.disk.limits.logicalBlockSize), semantics: this.semantics,
+      size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false,
+    };
+  }
+
+  async read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
+    const syscall = position === null || position === undefined ? "read" : "pread64";
+    const data = checkRange(buffer, offset, length, syscall);
+    const at = checkPosition(position, syscall);
+    this.checkOpen(syscall);
+    if ((this.flags & O_ACCMODE) === O_WRONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for reading (O_WRONLY)`);
+    const from = at ?? this.position;
+    const bytesRead = await this.readAt([data], from, syscall);
+    if (at === null) this.position = from + bytesRead;
+    return { bytesRead, buffer };
+  }
+
+  async readv(buffers: Uint8Array[], position?: number | null): Promise<{ bytesRead: number; buffers: Uint8Array[] }> {
+    const syscall = position === null || position === undefined ? "readv" : "preadv";
+    if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) throw fail("EINVAL", syscall, "buffers must be an array of Uint8Array");
+    const at = checkPosition(position, syscall);
+    this.checkOpen(syscall);
+    if ((this.flags & O_ACCMODE) === O_WRONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for reading (O_WRONLY)`);
+    const from = at ?? this.position;
+    const bytesRead = await this.readAt(buffers, from, syscall);
+    if (at === null) this.position = from + bytesRead;
+    return { bytesRead, buffers };
+  }
+
+  async write(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
+    const syscall = position === null || position === undefined ? "write" : "pwrite64";
+    const data = checkRange(buffer, offset, length, syscall);
+    const at = checkPosition(position, syscall);
+    this.checkOpen(syscall);
+    if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for writing (O_RDONLY)`);
+    return { bytesWritten: await this.writeAt([data], at, syscall), buffer };
+  }
+
+  async writev(buffers: Uint8Array[], position?: number | null): Promise<{ bytesWritten: number; buffers: Uint8Array[] }> {
+    const syscall = position === null || position === undefined ? "writev" : "pwritev";
+    if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) throw fail("EINVAL", syscall, "buffers must be an array of Uint8Array");
+    const at = checkPosition(position, syscall);
+    this.checkOpen(syscall);
+    if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for writing (O_RDONLY)`);
+    return { bytesWritten: await this.writeAt(buffers, at, syscall), buffers };
+  }
+
+  /** Limits a request to the device: reads stop at the end, writes there are ENOSPC. */
+  private clamp(buffers: Uint8Array[], from: number, write: boolean, syscall: string): Uint8Array[] {
+    const size = this.disk.size;
+    if (from >= size) {
+      if (write && buffers.some((b) => b.byteLength > 0)) throw fail("ENOSPC", syscall, `position ${from} is at or past the end of the ${size}-byte device`);
+      return [];
+    }
+    let room = size - from;
+    return buffers.map((b) => {
+      const part = b.subarray(0, Math.min(b.byteLength, room));
+      room -= part.byteLength;
+      return part;
+    });
+  }
+
+  private async readAt(buffers: Uint8Array[], from: number, syscall: string): Promise<number> {
+    if ((this.flags & O_DIRECT) !== 0) {
+      const target = this.target();
+      const dioBits = dioBlockBits(target, buffers, from, syscall);
+      const clamped = this.clamp(buffers, from, false, syscall).filter((b) => b.byteLength > 0);
+      if (clamped.length === 0) return 0;
+      const { segments, release } = dioSegments(this.disk, clamped);
+      try {
+        let done = 0;
+        let setUp = 0;
+        for (const chunk of dioChunks(segments)) {
+          const pass = await dioPass(target, "read", chunk, from + done, dioBits, syscall, () => undefined);
+          if (pass.ret < 0) throw DioError.fromErrno(pass.ret, syscall, "a bio of the read failed");
+          done += pass.ret;
+          setUp += pass.result;
+        }
+        copyOutBounces(segments, setUp);
+        return done;
+      } finally {
+        release();
+      }
+    }
+    const clamped = this.clamp(buffers, from, false, syscall);
+    const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
+    if (total === 0) return 0;
+    const bytes = await this.transfer(from, total, null);
+    let at = 0;
+    for (const b of clamped) {
+      b.set(bytes.subarray(at, at + b.byteLength));
+      at += b.byteLength;
+    }
+    return total;
+  }
+
+  private async writeAt(buffers: Uint8Array[], at: number | null, syscall: string): Promise<number> {
+    const from = (this.flags & O_APPEND) !== 0 ? this.disk.size : at ?? this.position;
+    let written: number;
+    if ((this.flags & O_DIRECT) !== 0) {
+      const target = this.target();
+      const dioBits = dioBlockBits(target, buffers, from, syscall);
+      const clamped = this.clamp(buffers, from, true, syscall).filter((b) => b.byteLength > 0);
+      if (clamped.length === 0) return 0;
+      const { segments, release } = dioSegments(this.disk, clamped);
+      copyInBounces(segments);
+      try {
+        let done = 0;
+        for (const chunk of dioChunks(segments)) {
+          const pass = await dioPass(target, "write", chunk, from + done, dioBits, syscall, () => undefined);
+          if (pass.ret < 0) throw DioError.fromErrno(pass.ret, syscall, "a bio of the write failed");
+          done += pass.ret;
+        }
+        written = done;
+      } finally {
+        release();
+      }
+    } else {
+      const clamped = this.clamp(buffers, from, true, syscall);
+      const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
+      if (total === 0) return 0;
+      const joined = new Uint8Array(total);
+      let off = 0;
+      for (const b of clamped) {
+        joined.set(b, off);
+        off += b.byteLength;
+      }
+      await this.transfer(from, total, joined);
+      written = total;
+    }
+    if (at === null) this.position = from + written;
+    // blkdev_write_iter(): generic_write_sync() for O_SYNC/O_DSYNC, a cache flush for the device.
+    if ((this.flags & O_DSYNC) !== 0 && written > 0) await this.flush(syscall);
+    return written;
+  }
+
+  /** Reads (data null) or writes `length` bytes at `from`, whole logical blocks through a bounce. */
+  private async transfer(from: number, length: number, data: Uint8Array | null): Promise<Uint8Array> {
+    const lbs = this.disk.limits.logicalBlockSize;
+    const start = Math.floor(from / lbs) * lbs;
+    const end = Math.ceil((from + length) / lbs) * lbs;
+    const bounce = this.disk.alloc(end - start);
+    try {
+      const sector = start / SECTOR_BYTES;
+      for (let at = 0; at < bounce.length; at += 1 << 20) {
+        const part = bounce.subarray(at, Math.min(bounce.length, at + (1 << 20)));
+        if (data === null || start !== from || end !== from + length) {
+          const status = await this.disk.queue.submitBioWait({ op: "read", sector: sector + at / SECTOR_BYTES, segments: [{ buf: part }] });
+          if (status !== 0) throw DioError.fromErrno(status, data === null ? "read" : "write", `reading sectors at ${sector + at / SECTOR_BYTES} failed`);
+        }
+      }
+      if (data === null) return bounce.slice(from - start, from - start + length);
+      bounce.set(data, from - start);
+      for (let at = 0; at < bounce.length; at += 1 << 20) {
+        const part = bounce.subarray(at, Math.min(bounce.length, at + (1 << 20)));
+        const status = await this.disk.queue.submitBioWait({ op: "write", sector: sector + at / SECTOR_BYTES, segments: [{ buf: part }] });
+        if (status !== 0) throw DioError.fromErrno(status, "write", `writing sectors at ${sector + at / SECTOR_BYTES} failed`);
+      }
+      return data;
+    } finally {
+      this.disk.free(bounce);
+    }
+  }
+
+  private async flush(syscall: string): Promise<void> {
+    const status = await this.disk.queue.submitBioWait({ op: "flush", sector: 0, segments: [] });
+    if (status !== 0) throw DioError.fromErrno(status, syscall, "the cache flush failed");
+  }
+
+  /** blkdev_fsync(): nothing is cached above the device, so a cache flush. */
+  async sync(): Promise<void> {
+    this.checkOpen("fsync");
+    await this.flush("fsync");
+  }
+
+  async datasync(): Promise<void> {
+    this.checkOpen("fdatasync");
+    await this.flush("fdatasync");
+  }
+
+  /** ftruncate(2) on a block device is EINVAL. */
+  async truncate(len = 0): Promise<void> {
+    this.checkOpen("ftruncate");
+    throw fail("EINVAL", "ftruncate", `a block device cannot be truncated (length ${String(len)})`);
+  }
+
+  async stat(): Promise<Stats> {
+    this.checkOpen("fstat");
+    return { ino: 0, size: this.disk.size, blocks: 0, blksize: this.disk.limits.logicalBlockSize, mtimeMs: 0, ctimeMs: 0 };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) throw fail("EBADF", "close", `file descriptor ${this.fd} is already closed`);
+    this.closed = true;
+  }
+}
