@@ -151,7 +151,14 @@ function reserveExtent(ino: u32): bool {
   if (top + capacity + grow > extentCapacity) {
     compactExtents();
     top = load<u32>(ctrlAddr(CTRL_FS_EXTENT_TOP));
-    if (top + load<u32>(slotAddr(ino) + FS_INODE_CAPACITY) + grow > extentCapacity) return false;
+    const compacted = load<u32>(slotAddr(ino) + FS_INODE_CAPACITY);
+    // After compaction the array may be the top one: then it grows in place.
+    if (extStart(ino) + compacted == top && top + grow <= extentCapacity) {
+      store<u32>(slotAddr(ino) + FS_INODE_CAPACITY, compacted + grow);
+      store<u32>(ctrlAddr(CTRL_FS_EXTENT_TOP), top + grow);
+      return true;
+    }
+    if (top + compacted + grow > extentCapacity) return false;
   }
   const oldStart = extStart(ino);
   if (count != 0) memory.copy(extentAddr(top), extentAddr(oldStart), <usize>count * FS_EXTENT_SIZE);

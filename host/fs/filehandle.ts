@@ -141,6 +141,7 @@ export class FileHandle {
       let done = 0;
       for (let index = firstPage; index <= lastPage; index++) {
         const page = await fs.getPage(inode, index, true, syscall);
+        fs.unpin(page); // used synchronously below, before anything else can run
         fs.checkAlive(syscall); // a power cut during the await released the page cache
         const start = index === firstPage ? from % PAGE_BYTES : 0;
         const part = Math.min(PAGE_BYTES - start, count - done);
@@ -210,6 +211,7 @@ export class FileHandle {
     const fs = this.fs;
     const inode = this.inode;
     if (data.length === 0) return 0;
+    if (from + data.length > inode.size) await fs.zeroEofTail(inode, syscall);
     const end = from + data.length;
     if (end > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${data.length} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
     const perPage = PAGE_BYTES / fs.blockSize;
@@ -246,6 +248,7 @@ export class FileHandle {
     try {
       for (const step of steps) {
         const page = await fs.getPage(inode, step.index, step.part < PAGE_BYTES, syscall);
+        fs.unpin(page); // used synchronously below, before anything else can run
         fs.checkAlive(syscall); // a power cut during the await released the page cache
         page.buf.set(data.subarray(copied, copied + step.part), step.start);
         page.reservedMask |= step.need;
@@ -351,6 +354,7 @@ export class FileHandle {
       const from = (this.flags & O_APPEND) !== 0 ? inode.size : at ?? this.position;
       const dioBits = dioBlockBits(target, buffers, from, syscall);
       if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
+      if (from + total > inode.size) await fs.zeroEofTail(inode, syscall);
       await fs.writebackInode(inode, syscall);
       fs.invalidateRange(inode, from, total);
       const { segments, release: freeBounces } = dioSegments(fs.disk, buffers);

@@ -254,6 +254,9 @@ export class Filesystem {
   private dataWritesInFlight = 0;
   private dataWriteWaiters: (() => void)[] = [];
   private state: "mounted" | "unmounted" = "mounted";
+  /** Set when the filesystem can no longer trust its own state on disk (a failed superblock
+   *  write, a failed writeback): every call fails with EIO from then on, as a journal abort does. */
+  private shutdownReason: string | undefined;
   private readonly crashCountAtMount: number;
   private readonly handles = new Set<{ closeQuietly(): void }>();
   private readonly ctrl: DataView;
@@ -281,6 +284,7 @@ export class Filesystem {
   /** @internal Throws EIO when the filesystem was unmounted or the disk lost power since mount. */
   checkAlive(syscall: string): void {
     if (this.state === "unmounted") throw fail("EIO", syscall, "the filesystem is unmounted");
+    if (this.shutdownReason !== undefined) throw fail("EIO", syscall, `the filesystem shut down: ${this.shutdownReason}; unmount is refused, mount it again after a power cycle`);
     if (this.disk.crashCount !== this.crashCountAtMount) throw fail("EIO", syscall, "the disk lost power since this filesystem was mounted; mount it again");
     if (this.disk.isClosed) throw fail("EIO", syscall, "the disk is closed");
   }
@@ -397,6 +401,7 @@ export class Filesystem {
         if (tail !== 0) {
           // The part of the last page past the new end must read as zeros if the file grows again.
           const page = await this.getPage(inode, Math.floor(size / PAGE_BYTES), true, syscall);
+          this.unpin(page);
           this.checkAlive(syscall);
           page.buf.fill(0, tail);
           const perPage = PAGE_BYTES / this.blockSize;
@@ -410,6 +415,8 @@ export class Filesystem {
           if ((this.mappedMask(inode, page.index) & endBit) !== 0) this.pages.markDirty(page, endBit);
         }
         this.truncateBlocks(inode, Math.ceil(size / this.blockSize));
+      } else if (size > inode.size) {
+        await this.zeroEofTail(inode, syscall);
       }
       if (size !== inode.size) {
         inode.size = size;
@@ -602,7 +609,15 @@ export class Filesystem {
       let block = blocks[i];
       const endBlock = blocks[j] + 1;
       while (block < endBlock) {
-        const map = this.mapBlocks(inode, block, endBlock - block, op === "write", syscall);
+        let map: { diskBlock: number; count: number; flags: number };
+        try {
+          map = this.mapBlocks(inode, block, endBlock - block, op === "write", syscall);
+        } catch (error) {
+          // Reservations make this unreachable for writes; if it happens, blocks mapped above
+          // have no data yet and must never be committed.
+          if (op === "write" && bios.length > 0) this.shutdownReason = `writeback of inode ${inode.ino} could not map block ${block}`;
+          throw error;
+        }
         if ((map.flags & MAP_MAPPED) === 0) {
           for (let b = block; b < block + map.count; b++) {
             const at = (b % perPage) * this.blockSize;
@@ -645,7 +660,19 @@ export class Filesystem {
       }
     }));
     const failed = results.find((r) => r.status === "rejected");
-    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    if (failed === undefined && op === "read") {
+      // What lies past EOF in the last page reads as zeros, whatever the block holds on disk.
+      for (const page of pages) {
+        const start = inode.size - page.index * PAGE_BYTES;
+        if (start < PAGE_BYTES) page.buf.fill(0, Math.max(0, start));
+      }
+    }
+    if (failed !== undefined) {
+      // Blocks were allocated for data that did not reach the disk: a later commit would map
+      // them with stale contents. Stop instead (ext4 aborts its journal on such errors).
+      if (op === "write") this.shutdownReason = `a writeback of inode ${inode.ino} failed (${((failed as PromiseRejectedResult).reason as Error).message})`;
+      throw (failed as PromiseRejectedResult).reason;
+    }
   }
 
   private dataWriteDone(): void {
@@ -685,24 +712,66 @@ export class Filesystem {
   }
 
   /**
-   * @internal A page of `inode`. A new page is read from disk (holes and the part past EOF read
+   * @internal Before a file grows: the rest of the block holding the old end of file must read as
+   * zeros from now on, and be zeros on disk (a crash may have left older bytes there). The page
+   * read zeroes what lies past EOF; a block that is on disk is marked dirty so the zeros land.
+   */
+  async zeroEofTail(inode: Inode, syscall: string): Promise<void> {
+    const tail = inode.size % this.blockSize;
+    if (tail === 0) return;
+    const index = Math.floor(inode.size / PAGE_BYTES);
+    const page = await this.getPage(inode, index, true, syscall);
+    this.unpin(page);
+    this.checkAlive(syscall);
+    const inPage = inode.size % PAGE_BYTES;
+    const blockBit = 1 << Math.floor(inPage / this.blockSize);
+    page.buf.fill(0, inPage, Math.ceil(inPage / this.blockSize) * this.blockSize);
+    if ((this.mappedMask(inode, index) & blockBit) !== 0) this.pages.markDirty(page, blockBit);
+  }
+
+  /** @internal Releases a page that getPage() pinned. */
+  unpin(page: Page): void {
+    page.busy--;
+  }
+
+  /**
+   * @internal A page of `inode`, pinned: the caller calls unpin() when done. A new page is read from disk (holes and the part past EOF read
    * as zeros) when `fill`; without `fill` the caller overwrites all of it, so it is not even zeroed.
    */
   async getPage(inode: Inode, index: number, fill: boolean, syscall: string): Promise<Page> {
     const cached = this.pages.get(inode.ino, index);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      // Pinned until the caller is done with it: another file making room must not evict it.
+      cached.busy++;
+      return cached;
+    }
     const read = fill && index * PAGE_BYTES < inode.size;
     // pageIo() writes every byte of a page it reads (data or zeros), so only a page past EOF needs zeroing.
     const zero = fill && !read;
     let page = this.pages.create(inode.ino, index, zero);
-    if (page === undefined) {
-      // Only dirty pages are left: write back this inode's (we hold its lock), then others'.
+    for (let attempt = 0; page === undefined; attempt++) {
+      // Only dirty (or pinned) pages are left: write back this inode's (we hold its lock), and
+      // those of inodes whose lock is free right now (never waiting on another lock while
+      // holding ours); if still no room, let the other holders run and try again.
       await this.writebackInode(inode, syscall);
+      for (const ino of this.pages.dirtyInodes()) {
+        const other = this.inodes.get(ino);
+        const unlock = other === undefined || other === inode ? null : other.lock.tryLock();
+        if (unlock === null) continue;
+        try {
+          await this.writebackInode(other!, syscall);
+        } finally {
+          unlock();
+        }
+      }
       page = this.pages.create(inode.ino, index, zero);
-      if (page === undefined) throw fail("ENOMEM", syscall, "the page cache is full of dirty pages of other files; sync them");
+      if (page !== undefined) break;
+      if (attempt === 1000) throw fail("ENOMEM", syscall, "the page cache is full of pages in use; raise arenaBytes");
+      await new Promise<void>((resolve) => setTimeout(resolve, 0));
+      this.checkAlive(syscall);
     }
+    page.busy++; // pinned until the caller is done with it (unpin)
     if (read) {
-      page.busy++;
       try {
         await this.pageIo(inode, [page], "read", syscall);
       } catch (error) {
@@ -710,7 +779,6 @@ export class Filesystem {
         this.pages.drop(page);
         throw error;
       }
-      page.busy--;
     }
     return page;
   }
@@ -747,11 +815,19 @@ export class Filesystem {
       });
       try {
         await this.io.write(this.geometry.metaAreaStart[slot] * this.blockSize, padded, syscall);
+      } catch (error) {
+        // No superblock points at this area yet: the same generation can be written again.
+        this.pendingFree.unshift(...frees);
+        throw error;
+      }
+      try {
         // PREFLUSH: the blob and every data write completed so far are durable before the
         // superblock that points at them; FUA: the superblock itself is durable on completion.
         await this.io.write(SUPER_SLOT_OFFSETS[slot], slotBytes(this.disk, sb), syscall, ["PREFLUSH", "FUA"]);
       } catch (error) {
-        this.pendingFree.unshift(...frees);
+        // The superblock may have reached the device all the same: its generation now names
+        // this blob, which must never be overwritten by another. Stop, as a journal abort does.
+        this.shutdownReason = `the superblock write of generation ${generation} failed (${(error as Error).message})`;
         throw error;
       }
       this.generation = generation;
@@ -784,8 +860,13 @@ export class Filesystem {
     this.checkAlive("umount");
     for (const inode of this.inodes.values()) await inode.dioWait();
     await this.sync();
+    // Every buffered operation holds its inode's lock: holding them all, none is in flight and
+    // no page buffer is in use when the cache goes.
+    const unlocks: (() => void)[] = [];
+    for (const inode of [...this.inodes.values()].sort((a, b) => a.ino - b.ino)) unlocks.push(await inode.lock.lock());
     for (const handle of [...this.handles]) handle.closeQuietly();
     this.pages.dropAll();
+    for (const unlock of unlocks) unlock();
     this.state = "unmounted";
     if (this.disk.mounted === this) this.disk.mounted = undefined;
   }

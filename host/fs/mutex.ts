@@ -2,25 +2,38 @@
 
 /** Waiters are served in arrival order; lock() resolves with the function that releases it. */
 export class Mutex {
-  private tail: Promise<void> = Promise.resolve();
   private held = false;
+  private readonly waiters: (() => void)[] = [];
 
   get locked(): boolean {
     return this.held;
   }
 
   lock(): Promise<() => void> {
-    let release!: () => void;
-    const next = new Promise<void>((resolve) => { release = resolve; });
-    const previous = this.tail;
-    this.tail = previous.then(() => next);
-    return previous.then(() => {
+    if (!this.held) {
       this.held = true;
-      return () => {
-        this.held = false;
-        release();
-      };
-    });
+      return Promise.resolve(this.releaser());
+    }
+    return new Promise((resolve) => this.waiters.push(() => resolve(this.releaser())));
+  }
+
+  /** Takes the lock only if it is free right now (mutex_trylock); null otherwise. */
+  tryLock(): (() => void) | null {
+    if (this.held) return null;
+    this.held = true;
+    return this.releaser();
+  }
+
+  private releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      // Hand the lock straight to the next waiter, so that no one can slip in between.
+      if (next !== undefined) next();
+      else this.held = false;
+    };
   }
 
   /** Runs `fn` holding the lock. */
