@@ -1,0 +1,126 @@
+// Direct-IO benchmarks through FileHandle (not tests: numbers go to bench/README.md).
+//   1. 4 KiB random O_DIRECT writes and reads, one at a time, on a 64 MiB file: IOPS, p50, p99.
+//      In the same run, when fio is installed: Linux's own O_DIRECT pwrite on a tmpfs file
+//      (fio --ioengine=psync --direct=1 --bs=4k --rw=randwrite), and the ratio.
+//   2. 1 MiB sequential O_DIRECT writes: MiB/s, against wasm memory.copy of the same bytes.
+// usage: node dist/bench/dio.bench.js [--smoke] [--no-fio]
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { Disk, mkfs, mount, O_CREAT, O_DIRECT, O_RDWR } from "../host/index.js";
+
+const args = process.argv.slice(2);
+const smoke = args.includes("--smoke");
+const OPS = smoke ? 2000 : 100000;
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+const fmt = (value: number, digits = 0) => value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+async function randomIo(): Promise<{ write: { iops: number; p50: number; p99: number }; read: { iops: number; p50: number; p99: number }; checksum: string }> {
+  const disk = await Disk.create({ size: 128 << 20, cacheBytes: 32 << 20, arenaBytes: 8 << 20, latency: { writeMin: 1, writeMax: 1, readMin: 1, readMax: 1 } });
+  await mkfs(disk, { blockSize: 4096, inodes: 16 });
+  const fs = await mount(disk);
+  const fh = await fs.open("rand", O_RDWR | O_CREAT | O_DIRECT);
+  const FILE_BYTES = 64 << 20;
+  const big = disk.alloc(1 << 20);
+  for (let at = 0; at < FILE_BYTES; at += 1 << 20) await fh.write(big, 0, big.length, at); // allocate
+  await fh.sync();
+  const buf = disk.alloc(4096);
+  let state = 4242;
+  const next = () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return (state % (FILE_BYTES / 4096)) * 4096;
+  };
+  const measure = async (op: "write" | "read") => {
+    const lat: number[] = new Array(OPS);
+    const start = performance.now();
+    for (let i = 0; i < OPS; i++) {
+      const at = next();
+      if (op === "write") buf[0] = i & 0xff;
+      const t = performance.now();
+      if (op === "write") await fh.write(buf, 0, 4096, at);
+      else await fh.read(buf, 0, 4096, at);
+      lat[i] = performance.now() - t;
+    }
+    const seconds = (performance.now() - start) / 1000;
+    lat.sort((a, b) => a - b);
+    return { iops: OPS / seconds, p50: percentile(lat, 50) * 1e3, p99: percentile(lat, 99) * 1e3 };
+  };
+  const write = await measure("write");
+  const read = await measure("read");
+  // Validate: a direct write reads back through a direct read.
+  const check = disk.alloc(4096);
+  check.fill(0x5a);
+  await fh.write(check, 0, 4096, 8192);
+  const back = disk.alloc(4096);
+  await fh.read(back, 0, 4096, 8192);
+  if (!back.every((x) => x === 0x5a)) throw new Error("a direct write did not read back");
+  await disk.close();
+  return { write, read, checksum: "5a".repeat(2) };
+}
+
+async function sequential(): Promise<{ writeMiBs: number; copyMiBs: number }> {
+  const disk = await Disk.create({ size: 256 << 20, cacheBytes: 64 << 20, arenaBytes: 40 << 20 });
+  new Uint8Array(disk.memory.buffer, disk.plan.imageBase, disk.size).fill(0);
+  new Uint8Array(disk.memory.buffer, disk.plan.cacheDataBase, disk.plan.cacheSlots * 4096).fill(0);
+  await mkfs(disk, { blockSize: 4096, inodes: 16 });
+  const fs = await mount(disk, { semantics: "merged" });
+  const fh = await fs.open("seq", O_RDWR | O_CREAT | O_DIRECT);
+  const MIB = smoke ? 8 : 32;
+  const buf = disk.alloc(1 << 20);
+  for (let i = 0; i < buf.length; i++) buf[i] = i & 0xff;
+  // Allocate first (the second pass overwrites in place, as a database file would).
+  for (let m = 0; m < MIB; m++) await fh.write(buf, 0, buf.length, m << 20);
+  await fh.sync();
+  const times: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const t = performance.now();
+    for (let m = 0; m < MIB; m++) await fh.write(buf, 0, buf.length, m << 20);
+    times.push(performance.now() - t);
+    await fh.sync(); // destage the cache between rounds (untimed)
+  }
+  const back = disk.alloc(1 << 20);
+  await fh.read(back, 0, back.length, 3 << 20);
+  if (Buffer.compare(Buffer.from(back), Buffer.from(buf)) !== 0) throw new Error("sequential direct writes read back wrong");
+  const dst = disk.alloc(32 << 20);
+  const copyTimes: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const t = performance.now();
+    disk.core.bench_copy(dst.byteOffset, buf.byteOffset, 1 << 20, MIB, 32 << 20);
+    copyTimes.push(performance.now() - t);
+  }
+  await disk.close();
+  times.sort((a, b) => a - b);
+  copyTimes.sort((a, b) => a - b);
+  return { writeMiBs: MIB / (times[2] / 1000), copyMiBs: MIB / (copyTimes[2] / 1000) };
+}
+
+function fio(): { iops: number; p50: number; p99: number } | null {
+  if (args.includes("--no-fio") || smoke) return null;
+  const probe = spawnSync("fio", ["--version"], { encoding: "utf8" });
+  if (probe.status !== 0) return null;
+  const dir = mkdtempSync("/dev/shm/dioemu-fio-");
+  try {
+    const run = spawnSync("fio", ["--name=randwrite", `--filename=${dir}/f`, "--size=64M", "--ioengine=psync", "--direct=1",
+      "--bs=4k", "--rw=randwrite", "--runtime=5", "--time_based", "--output-format=json"], { encoding: "utf8" });
+    if (run.status !== 0) return null;
+    const job = JSON.parse(run.stdout).jobs[0].write;
+    return { iops: job.iops, p50: job.clat_ns.percentile["50.000000"] / 1000, p99: job.clat_ns.percentile["99.000000"] / 1000 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const random = await randomIo();
+console.log(`4 KiB random O_DIRECT writes, one at a time: ${fmt(random.write.iops)} IOPS, p50 ${fmt(random.write.p50, 1)} us, p99 ${fmt(random.write.p99, 1)} us`);
+console.log(`4 KiB random O_DIRECT reads, one at a time:  ${fmt(random.read.iops)} IOPS, p50 ${fmt(random.read.p50, 1)} us, p99 ${fmt(random.read.p99, 1)} us`);
+const linux = fio();
+if (linux !== null) {
+  console.log(`Linux fio psync direct randwrite 4k on tmpfs:   ${fmt(linux.iops)} IOPS, p50 ${fmt(linux.p50, 1)} us, p99 ${fmt(linux.p99, 1)} us`);
+  console.log(`ratio dioemu / Linux (writes):                 ${fmt(random.write.iops / linux.iops, 3)}   (target >= 1)`);
+} else {
+  console.log("Linux fio: not run (not installed, --no-fio, or --smoke)");
+}
+const seq = await sequential();
+console.log(`1 MiB sequential O_DIRECT writes: ${fmt(seq.writeMiBs)} MiB/s; memory.copy ${fmt(seq.copyMiBs)} MiB/s; ratio ${fmt(seq.writeMiBs / seq.copyMiBs, 3)}`);
