@@ -8,6 +8,7 @@ import type { Disk } from "./disk.js";
 import { DioError, type ErrnoName } from "./errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, SECTOR_BYTES } from "./constants.js";
 import { copyInBounces, copyOutBounces, dioBlockBits, dioChunks, dioPass, dioSegments, type DioTarget } from "./dio.js";
+import { bufferRange, checkBuffers, checkPosition } from "./args.js";
 import type { Stats } from "./fs/filesystem.js";
 import type { Semantics } from "./fs/filesystem.js";
 
@@ -15,21 +16,6 @@ let nextFd = 1000;
 
 function fail(code: ErrnoName, syscall: string, message: string): DioError {
   return new DioError(code, syscall, message);
-}
-
-function checkRange(buffer: unknown, offset: unknown, length: unknown, syscall: string): Uint8Array {
-  if (!(buffer instanceof Uint8Array)) throw fail("EINVAL", syscall, "buffer must be a Uint8Array");
-  const start = offset ?? 0;
-  if (typeof start !== "number" || !Number.isInteger(start) || start < 0 || start > buffer.byteLength) throw fail("EINVAL", syscall, `offset ${String(offset)} must be an integer in 0..${buffer.byteLength}`);
-  const count = length ?? buffer.byteLength - start;
-  if (typeof count !== "number" || !Number.isInteger(count) || count < 0 || start + count > buffer.byteLength) throw fail("EINVAL", syscall, `length ${String(length)} must be a non-negative integer with offset + length <= ${buffer.byteLength}`);
-  return buffer.subarray(start, start + count);
-}
-
-function checkPosition(position: unknown, syscall: string): number | null {
-  if (position === null || position === undefined) return null;
-  if (typeof position !== "number" || !Number.isInteger(position) || position < 0) throw fail("EINVAL", syscall, `position ${String(position)} must be a non-negative integer, or null for the file position`);
-  return position;
 }
 
 /** An open block device: the FileHandle shape of API.md over the whole disk. */
@@ -62,7 +48,7 @@ export class BlockDeviceHandle {
 
   async read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
     const syscall = position === null || position === undefined ? "read" : "pread64";
-    const data = checkRange(buffer, offset, length, syscall);
+    const data = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
     this.checkOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_WRONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for reading (O_WRONLY)`);
@@ -74,7 +60,7 @@ export class BlockDeviceHandle {
 
   async readv(buffers: Uint8Array[], position?: number | null): Promise<{ bytesRead: number; buffers: Uint8Array[] }> {
     const syscall = position === null || position === undefined ? "readv" : "preadv";
-    if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) throw fail("EINVAL", syscall, "buffers must be an array of Uint8Array");
+    checkBuffers(buffers, syscall);
     const at = checkPosition(position, syscall);
     this.checkOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_WRONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for reading (O_WRONLY)`);
@@ -86,7 +72,7 @@ export class BlockDeviceHandle {
 
   async write(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
     const syscall = position === null || position === undefined ? "write" : "pwrite64";
-    const data = checkRange(buffer, offset, length, syscall);
+    const data = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
     this.checkOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for writing (O_RDONLY)`);
@@ -95,7 +81,7 @@ export class BlockDeviceHandle {
 
   async writev(buffers: Uint8Array[], position?: number | null): Promise<{ bytesWritten: number; buffers: Uint8Array[] }> {
     const syscall = position === null || position === undefined ? "writev" : "pwritev";
-    if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) throw fail("EINVAL", syscall, "buffers must be an array of Uint8Array");
+    checkBuffers(buffers, syscall);
     const at = checkPosition(position, syscall);
     this.checkOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for writing (O_RDONLY)`);

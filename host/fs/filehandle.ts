@@ -4,6 +4,7 @@
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
 import { copyInBounces, copyOutBounces, dioBlockBits, dioChunks, dioPass, dioSegments, ENOTBLK, type DioTarget } from "../dio.js";
+import { bufferRange, checkBuffers, checkPosition } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats } from "./filesystem.js";
 import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
 
@@ -11,28 +12,6 @@ let nextFd = 3;
 
 function fail(code: ErrnoName, syscall: string, message: string): DioError {
   return new DioError(code, syscall, message);
-}
-
-/** Checks Node-style (buffer, offset, length) arguments and returns the byte range. */
-function bufferRange(buffer: unknown, offset: unknown, length: unknown, syscall: string): { offset: number; length: number } {
-  if (!(buffer instanceof Uint8Array)) throw fail("EINVAL", syscall, "buffer must be a Uint8Array");
-  const start = offset ?? 0;
-  if (typeof start !== "number" || !Number.isInteger(start) || start < 0 || start > buffer.byteLength) {
-    throw fail("EINVAL", syscall, `offset ${String(offset)} must be an integer in 0..${buffer.byteLength}`);
-  }
-  const count = length ?? buffer.byteLength - start;
-  if (typeof count !== "number" || !Number.isInteger(count) || count < 0 || start + count > buffer.byteLength) {
-    throw fail("EINVAL", syscall, `length ${String(length)} must be a non-negative integer with offset + length <= ${buffer.byteLength}`);
-  }
-  return { offset: start, length: count };
-}
-
-function checkPosition(position: unknown, syscall: string): number | null {
-  if (position === null || position === undefined) return null;
-  if (typeof position !== "number" || !Number.isInteger(position) || position < 0) {
-    throw fail("EINVAL", syscall, `position ${String(position)} must be a non-negative integer, or null for the file position`);
-  }
-  return position;
 }
 
 /** An open file (API.md FileHandle). */
@@ -65,11 +44,10 @@ export class FileHandle {
 
   async read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
     const syscall = position === null || position === undefined ? "read" : "pread64";
-    const range = bufferRange(buffer, offset, length, syscall);
+    const target = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
     this.checkReadable(syscall);
     const from = at ?? this.position;
-    const target = buffer.subarray(range.offset, range.offset + range.length);
     const bytesRead = this.direct ? await this.directRead([target], from, syscall) : await this.readAt(target, from, syscall);
     if (at === null) this.position = from + bytesRead;
     return { bytesRead, buffer };
@@ -77,7 +55,7 @@ export class FileHandle {
 
   async readv(buffers: Uint8Array[], position?: number | null): Promise<{ bytesRead: number; buffers: Uint8Array[] }> {
     const syscall = position === null || position === undefined ? "readv" : "preadv";
-    if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) throw fail("EINVAL", syscall, "buffers must be an array of Uint8Array");
+    checkBuffers(buffers, syscall);
     const at = checkPosition(position, syscall);
     this.checkReadable(syscall);
     const from = at ?? this.position;
@@ -102,17 +80,16 @@ export class FileHandle {
 
   async write(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
     const syscall = position === null || position === undefined ? "write" : "pwrite64";
-    const range = bufferRange(buffer, offset, length, syscall);
+    const data = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
     this.checkWritable(syscall);
-    const data = buffer.subarray(range.offset, range.offset + range.length);
     const bytesWritten = this.direct ? await this.directWrite([data], at, syscall) : await this.writeAt(data, at, syscall);
     return { bytesWritten, buffer };
   }
 
   async writev(buffers: Uint8Array[], position?: number | null): Promise<{ bytesWritten: number; buffers: Uint8Array[] }> {
     const syscall = position === null || position === undefined ? "writev" : "pwritev";
-    if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) throw fail("EINVAL", syscall, "buffers must be an array of Uint8Array");
+    checkBuffers(buffers, syscall);
     const at = checkPosition(position, syscall);
     this.checkWritable(syscall);
     if (this.direct) return { bytesWritten: await this.directWrite(buffers, at, syscall), buffers };

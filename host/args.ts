@@ -1,0 +1,34 @@
+// Argument checks shared by every FileHandle shape (files and the raw device): Node's
+// (buffer, offset, length, position) rules, each refusal an EINVAL that names the value.
+import { DioError } from "./errors.js";
+
+/** The bytes of `buffer` that (offset, length) select, Node's defaults filled in. */
+export function bufferRange(buffer: unknown, offset: unknown, length: unknown, syscall: string): Uint8Array {
+  if (!(buffer instanceof Uint8Array)) throw new DioError("EINVAL", syscall, "buffer must be a Uint8Array");
+  const start = offset ?? 0;
+  if (typeof start !== "number" || !Number.isInteger(start) || start < 0 || start > buffer.byteLength) {
+    throw new DioError("EINVAL", syscall, `offset ${String(offset)} must be an integer in 0..${buffer.byteLength}`);
+  }
+  const count = length ?? buffer.byteLength - start;
+  if (typeof count !== "number" || !Number.isInteger(count) || count < 0 || start + count > buffer.byteLength) {
+    throw new DioError("EINVAL", syscall, `length ${String(length)} must be a non-negative integer with offset + length <= ${buffer.byteLength}`);
+  }
+  return buffer.subarray(start, start + count);
+}
+
+/** A file position, or null for "the file position" (null or undefined, as Node). */
+export function checkPosition(position: unknown, syscall: string): number | null {
+  if (position === null || position === undefined) return null;
+  if (typeof position !== "number" || !Number.isInteger(position) || position < 0) {
+    throw new DioError("EINVAL", syscall, `position ${String(position)} must be a non-negative integer, or null for the file position`);
+  }
+  return position;
+}
+
+/** An array of Uint8Array for readv/writev. */
+export function checkBuffers(buffers: unknown, syscall: string): Uint8Array[] {
+  if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) {
+    throw new DioError("EINVAL", syscall, "buffers must be an array of Uint8Array");
+  }
+  return buffers as Uint8Array[];
+}
