@@ -105,6 +105,12 @@ export async function dioPass(
 ): Promise<DioResult> {
   const { disk } = target;
   const core = disk.core;
+  // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
+  segments = segments.filter((seg) => seg.user.byteLength > 0);
+  if (segments.length === 0) {
+    afterSubmit();
+    return { ret: 0, result: 0, stop: 0, eof: false };
+  }
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
   const iov = new Uint32Array(disk.memory.buffer, disk.plan.dioIovBase, DIO_IOV_CAPACITY * (BVEC_SIZE / 4));
   segments.forEach((seg, i) => {
