@@ -39,4 +39,12 @@ test("filesystem benchmark smoke run validates its file and lookups", () => {
   assert.match(result.stdout, /get_block lookups on a file of 10000 extents: \d/);
 });
 
+test("direct-IO benchmark smoke run validates its reads and prints IOPS and latency", () => {
+  const script = fileURLToPath(new URL("../bench/dio.bench.js", import.meta.url));
+  const result = spawnSync(process.execPath, [script, "--smoke"], { encoding: "utf8", timeout: 120000 });
+  assert.is(result.status, 0, result.stderr);
+  assert.match(result.stdout, /4 KiB random O_DIRECT writes, one at a time: [\d,]+ IOPS, p50 [\d.]+ us, p99 [\d.]+ us/);
+  assert.match(result.stdout, /1 MiB sequential O_DIRECT writes: [\d,]+ MiB\/s; memory\.copy [\d,]+ MiB\/s; ratio \d\.\d+/);
+});
+
 test.run();
