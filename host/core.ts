@@ -104,7 +104,13 @@ export async function instantiateCore(memory: WebAssembly.Memory): Promise<CoreE
       },
     },
   });
-  const core = exports as unknown as CoreExports;
+  // The loader wraps every export to count optional arguments (a rest-args array per call); the
+  // core has none, so the raw wasm functions are called directly on every path.
+  const raw: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(exports)) {
+    raw[name] = typeof value === "function" ? ((value as { original?: unknown }).original ?? value) : value;
+  }
+  const core = raw as unknown as CoreExports;
   checkLayout(core);
   return core;
 }
