@@ -25,10 +25,14 @@ export function checkPosition(position: unknown, syscall: string): number | null
   return position;
 }
 
-/** An array of Uint8Array for readv/writev. */
+/** IOV_MAX (UIO_MAXIOV): the most buffers one readv/writev takes. */
+export const IOV_MAX = 1024;
+
+/** An array of at most IOV_MAX Uint8Array for readv/writev (EINVAL otherwise, as readv(2)). */
 export function checkBuffers(buffers: unknown, syscall: string): Uint8Array[] {
   if (!Array.isArray(buffers) || buffers.some((b) => !(b instanceof Uint8Array))) {
     throw new DioError("EINVAL", syscall, "buffers must be an array of Uint8Array");
   }
+  if (buffers.length > IOV_MAX) throw new DioError("EINVAL", syscall, `${buffers.length} buffers exceed IOV_MAX (${IOV_MAX})`);
   return buffers as Uint8Array[];
 }

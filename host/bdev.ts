@@ -7,7 +7,20 @@
 import type { Disk } from "./disk.js";
 import { DioError, type ErrnoName } from "./errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, SECTOR_BYTES } from "./constants.js";
-import { copyInBounces, copyOutBounces, dioBlockBits, dioChunks, dioPass, dioSegments, type DioTarget } from "./dio.js";
+import { dioBlockBits, dioRun, type DioTarget } from "./dio.js";
+import { Mutex } from "./fs/mutex.js";
+
+/** Buffered IO on the raw device reads, modifies and writes whole logical blocks: one at a time
+ *  per disk, so that two writes into one block cannot lose each other's bytes. */
+const rmwLocks = new WeakMap<Disk, Mutex>();
+function rmwLock(disk: Disk): Mutex {
+  let lock = rmwLocks.get(disk);
+  if (lock === undefined) {
+    lock = new Mutex();
+    rmwLocks.set(disk, lock);
+  }
+  return lock;
+}
 import { bufferRange, checkBuffers, checkPosition } from "./args.js";
 import type { Stats } from "./fs/filesystem.js";
 import type { Semantics } from "./fs/filesystem.js";
@@ -43,6 +56,7 @@ export class BlockDeviceHandle {
     return {
       disk: this.disk, ino: 0, fsBits: Math.log2(this.disk.limits.logicalBlockSize), semantics: this.semantics,
       size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false,
+      extended: () => undefined,
     };
   }
 
@@ -109,26 +123,14 @@ export class BlockDeviceHandle {
       const dioBits = dioBlockBits(target, buffers, from, syscall);
       const clamped = this.clamp(buffers, from, false, syscall).filter((b) => b.byteLength > 0);
       if (clamped.length === 0) return 0;
-      const { segments, release } = dioSegments(this.disk, clamped);
-      try {
-        let done = 0;
-        let setUp = 0;
-        for (const chunk of dioChunks(segments)) {
-          const pass = await dioPass(target, "read", chunk, from + done, dioBits, syscall, () => undefined);
-          if (pass.ret < 0) throw DioError.fromErrno(pass.ret, syscall, "a bio of the read failed");
-          done += pass.ret;
-          setUp += pass.result;
-        }
-        copyOutBounces(segments, setUp);
-        return done;
-      } finally {
-        release();
-      }
+      const run = await dioRun(target, "read", clamped, from, dioBits, syscall, () => undefined);
+      if (run.error !== 0) throw DioError.fromErrno(run.error, syscall, "a bio of the read failed");
+      return run.done;
     }
     const clamped = this.clamp(buffers, from, false, syscall);
     const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
     if (total === 0) return 0;
-    const bytes = await this.transfer(from, total, null);
+    const bytes = await rmwLock(this.disk).run(() => this.transfer(from, total, null));
     let at = 0;
     for (const b of clamped) {
       b.set(bytes.subarray(at, at + b.byteLength));
@@ -145,19 +147,9 @@ export class BlockDeviceHandle {
       const dioBits = dioBlockBits(target, buffers, from, syscall);
       const clamped = this.clamp(buffers, from, true, syscall).filter((b) => b.byteLength > 0);
       if (clamped.length === 0) return 0;
-      const { segments, release } = dioSegments(this.disk, clamped);
-      copyInBounces(segments);
-      try {
-        let done = 0;
-        for (const chunk of dioChunks(segments)) {
-          const pass = await dioPass(target, "write", chunk, from + done, dioBits, syscall, () => undefined);
-          if (pass.ret < 0) throw DioError.fromErrno(pass.ret, syscall, "a bio of the write failed");
-          done += pass.ret;
-        }
-        written = done;
-      } finally {
-        release();
-      }
+      const run = await dioRun(target, "write", clamped, from, dioBits, syscall, () => undefined);
+      if (run.error !== 0 && run.done === 0) throw DioError.fromErrno(run.error, syscall, "a bio of the write failed");
+      written = run.done;
     } else {
       const clamped = this.clamp(buffers, from, true, syscall);
       const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
@@ -168,7 +160,7 @@ export class BlockDeviceHandle {
         joined.set(b, off);
         off += b.byteLength;
       }
-      await this.transfer(from, total, joined);
+      await rmwLock(this.disk).run(() => this.transfer(from, total, joined));
       written = total;
     }
     if (at === null) this.position = from + written;

@@ -33,6 +33,8 @@ export interface DioTarget {
   allocated(): void;
   /** On ENOSPC: frees what a commit can free; true when a retry may now succeed. */
   reclaim(syscall: string): Promise<boolean>;
+  /** After each write pass: the data up to byte `end` is written (i_size may move). */
+  extended(end: number): void;
 }
 
 /** One user segment, as the engine sees it: its address in the emulator's memory and length. */
@@ -40,26 +42,125 @@ export interface DioSegment {
   /** The caller's bytes. */
   user: Uint8Array;
   /** Where the engine reads or writes them: `user` itself when it lives in the arena, or a
-   *  bounce buffer at the same alignment. */
+   *  bounce buffer at the same page offset. */
   addr: number;
   bounce?: Uint8Array;
 }
 
-/** Turns the caller's buffers into engine segments; "address" per API.md. */
-export function dioSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
+function inArena(disk: Disk, user: Uint8Array): boolean {
+  return user.buffer === disk.memory.buffer && user.byteOffset >= disk.plan.arenaBase &&
+    user.byteOffset + user.byteLength <= disk.plan.arenaBase + disk.plan.arenaBytes;
+}
+
+/**
+ * Engine segments for one pass; "address" per API.md. A buffer outside the emulator's memory is
+ * bounced through one at the same page offset, so alignment and page boundaries fall where the
+ * caller's address says. On failure nothing stays allocated.
+ */
+function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
   const bounces: Uint8Array[] = [];
-  const segments = buffers.map((user): DioSegment => {
-    const inArena = user.buffer === disk.memory.buffer && user.byteOffset >= disk.plan.arenaBase &&
-      user.byteOffset + user.byteLength <= disk.plan.arenaBase + disk.plan.arenaBytes;
-    if (inArena || user.byteLength === 0) return { user, addr: user.byteOffset };
-    // A buffer outside the emulator's memory is bounced through one at the same page offset, so
-    // alignment and page boundaries fall where the caller's address says they do.
-    const pageOffset = user.byteOffset % 4096;
-    const bounce = disk.alloc(pageOffset + user.byteLength, 4096);
-    bounces.push(bounce);
-    return { user, addr: bounce.byteOffset + pageOffset, bounce: bounce.subarray(pageOffset) };
-  });
-  return { segments, release: () => { for (const b of bounces) disk.free(b); } };
+  const release = (): void => {
+    for (const b of bounces.splice(0)) disk.free(b);
+  };
+  try {
+    const segments = buffers.map((user): DioSegment => {
+      if (user.byteLength === 0 || inArena(disk, user)) return { user, addr: user.byteOffset };
+      const pageOffset = user.byteOffset % 4096;
+      const bounce = disk.alloc(pageOffset + user.byteLength, 4096);
+      bounces.push(bounce);
+      return { user, addr: bounce.byteOffset + pageOffset, bounce: bounce.subarray(pageOffset) };
+    });
+    return { segments, release };
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
+/** The most bytes one pass maps: 16 MiB, or 1 MiB when buffers are bounced (arena room). */
+const BOUNCED_PASS_BYTES_MAX = 1 << 20;
+
+/**
+ * Cuts a request into passes. Each ends at a file offset that is a multiple of the fs block (a
+ * pass boundary inside a new block would zero its tail, then overwrite it).
+ */
+function passes(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): Uint8Array[][] {
+  const bounced = buffers.some((b) => b.byteLength > 0 && !inArena(disk, b));
+  const cap = bounced ? BOUNCED_PASS_BYTES_MAX : DIO_CALL_BYTES_MAX;
+  const list: Uint8Array[][] = [];
+  let current: Uint8Array[] = [];
+  let offset = from;
+  let passEnd = Math.floor((from + cap) / fsBlock) * fsBlock;
+  if (passEnd <= from) passEnd = from + cap;
+  for (const buffer of buffers) {
+    let rest = buffer;
+    while (rest.byteLength > 0) {
+      const take = Math.min(rest.byteLength, passEnd - offset);
+      current.push(rest.subarray(0, take));
+      rest = rest.subarray(take);
+      offset += take;
+      if (offset === passEnd) {
+        list.push(current);
+        current = [];
+        passEnd = offset + cap;
+      }
+    }
+  }
+  if (current.length > 0 || list.length === 0) list.push(current);
+  return list;
+}
+
+/** What a whole direct-IO call did. */
+export interface DioRun {
+  /** Bytes transferred (reads clamped at EOF); for a write stopped by a hole, the direct part. */
+  done: number;
+  /** A negative errno, or 0. When set, `done` counts what earlier passes transferred. */
+  error: number;
+  /** A write stopped at a hole inside i_size: the caller writes the rest buffered. */
+  holeAt: boolean;
+}
+
+/**
+ * Runs a direct-IO call as passes of dioPass(): bounces per pass (copied in before a write, out
+ * after a read), stops at EOF, a hole, or an error. `afterSubmit` runs once, after the last pass
+ * has submitted its bios (the read path drops i_mutex there) or when the call ends early.
+ */
+export async function dioRun(
+  target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
+  syscall: string, afterSubmit: () => void,
+): Promise<DioRun> {
+  const list = passes(target.disk, buffers, from, 2 ** target.fsBits);
+  let done = 0;
+  try {
+    for (const [index, passBuffers] of list.entries()) {
+      const last = index === list.length - 1;
+      const { segments, release } = passSegments(target.disk, passBuffers);
+      try {
+        if (op === "write") for (const seg of segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
+        const pass = await dioPass(target, op, segments, from + done, dioBits, syscall, last ? afterSubmit : () => undefined);
+        if (pass.ret < 0) return { done, error: pass.ret, holeAt: false };
+        if (op === "read") {
+          // What the pass set up (data and zero-filled holes) goes back to the caller's buffers.
+          let left = pass.result;
+          for (const seg of segments) {
+            const take = Math.min(left, seg.user.byteLength);
+            if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
+            left -= take;
+          }
+        }
+        done += pass.ret;
+        if (op === "write" && pass.ret > 0) target.extended(from + done);
+        if (pass.stop === -ENOTBLK) return { done, error: 0, holeAt: true };
+        const bytes = passBuffers.reduce((sum, b) => sum + b.byteLength, 0);
+        if (pass.ret < bytes || pass.eof) return { done, error: 0, holeAt: false };
+      } finally {
+        release();
+      }
+    }
+    return { done, error: 0, holeAt: false };
+  } finally {
+    afterSubmit();
+  }
 }
 
 /** The alignment the call needs (spec 2.1): dio block bits, or throws EINVAL naming the value. */
@@ -155,47 +256,4 @@ export async function dioPass(
   // dio_complete(): the submission error, then page errors (none here), then the IO error, then the count.
   const ret = submitError !== 0 ? submitError : ioError !== 0 ? ioError : transferred;
   return { ret, result, stop: stop === -ENOTBLK ? -ENOTBLK : 0, eof: stop === STOP_EOF };
-}
-
-/** Splits a request into passes of at most DIO_CALL_BYTES_MAX bytes along buffer boundaries. */
-export function dioChunks(segments: DioSegment[]): DioSegment[][] {
-  const chunks: DioSegment[][] = [];
-  let current: DioSegment[] = [];
-  let bytes = 0;
-  for (const seg of segments) {
-    let user = seg.user;
-    let addr = seg.addr;
-    let bounce = seg.bounce;
-    while (user.byteLength > 0) {
-      const room = DIO_CALL_BYTES_MAX - bytes;
-      const take = Math.min(room, user.byteLength);
-      current.push({ user: user.subarray(0, take), addr, bounce: bounce?.subarray(0, take) });
-      bytes += take;
-      user = user.subarray(take);
-      bounce = bounce?.subarray(take);
-      addr += take;
-      if (bytes === DIO_CALL_BYTES_MAX) {
-        chunks.push(current);
-        current = [];
-        bytes = 0;
-      }
-    }
-  }
-  if (current.length > 0 || chunks.length === 0) chunks.push(current);
-  return chunks;
-}
-
-/** Copies what a read set up back from bounce buffers into the caller's buffers. */
-export function copyOutBounces(segments: DioSegment[], setUpBytes: number): void {
-  let left = setUpBytes;
-  for (const seg of segments) {
-    const take = Math.min(left, seg.user.byteLength);
-    if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
-    left -= take;
-  }
-}
-
-/** Copies the caller's bytes into bounce buffers before a write. */
-export function copyInBounces(segments: DioSegment[]): void {
-  for (const seg of segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
 }

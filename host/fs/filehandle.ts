@@ -3,7 +3,7 @@
 // with blocks reserved for delayed allocation, and O_SYNC / O_DSYNC / IS_SYNC writes sync.
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
-import { copyInBounces, copyOutBounces, dioBlockBits, dioChunks, dioPass, dioSegments, ENOTBLK, type DioTarget } from "../dio.js";
+import { dioBlockBits, dioRun, type DioTarget } from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats } from "./filesystem.js";
 import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
@@ -261,7 +261,21 @@ export class FileHandle {
       disk: fs.disk, ino: inode.ino, fsBits: Math.log2(fs.blockSize), semantics: fs.semantics,
       size: () => inode.size, skipHoles: true,
       allocated: () => fs.touchData(inode),
-      reclaim: (syscall) => fs.reclaim(syscall),
+      // On ENOSPC the pass is mapped again: first the blocks it allocated past EOF go back, so
+      // that the retry sees them new and zeroes what it must, then a commit frees what it can.
+      reclaim: async (syscall) => {
+        if (!fs.hasPendingFree()) return false; // a commit would free nothing: ENOSPC stands
+        fs.truncateBlocks(inode, Math.ceil(inode.size / fs.blockSize));
+        return fs.reclaim(syscall);
+      },
+      // A call of several passes moves i_size after each, once its data is written, so that a
+      // later pass's trim past EOF never takes an earlier pass's blocks.
+      extended: (end) => {
+        if (end > inode.size) {
+          inode.size = end;
+          fs.touchData(inode);
+        }
+      },
     };
   }
 
@@ -287,26 +301,17 @@ export class FileHandle {
     };
     try {
       fs.checkAlive(syscall);
+      if (from >= inode.size) return 0; // the 4.x early check: nothing to read at or past EOF
       await fs.writebackInode(inode, syscall);
-      const { segments, release: freeBounces } = dioSegments(fs.disk, buffers);
       inode.dioBegin();
+      let run;
       try {
-        let done = 0;
-        let setUp = 0;
-        for (const chunk of dioChunks(segments)) {
-          const pass = await dioPass(target, "read", chunk, from + done, dioBits, syscall, release);
-          if (pass.ret < 0) return pass.ret === -5 ? this.fail("EIO", syscall, "a bio of the read failed") : this.failErrno(pass.ret, syscall);
-          setUp += pass.result;
-          done += pass.ret;
-          const chunkBytes = chunk.reduce((sum, seg) => sum + seg.user.byteLength, 0);
-          if (pass.ret < chunkBytes || pass.eof) break;
-        }
-        copyOutBounces(segments, setUp);
-        return done;
+        run = await dioRun(target, "read", buffers, from, dioBits, syscall, release);
       } finally {
         inode.dioEnd();
-        freeBounces();
       }
+      if (run.error !== 0) throw this.errnoError(run.error, syscall);
+      return run.done;
     } finally {
       release();
     }
@@ -323,63 +328,58 @@ export class FileHandle {
     const fs = this.fs;
     const inode = this.inode;
     const target = this.dioTarget();
-    // Alignment is checked before anything happens; an O_APPEND offset is checked again below.
-    if (at !== null || (this.flags & O_APPEND) === 0) dioBlockBits(target, buffers, at ?? this.position, syscall);
+    const append = (this.flags & O_APPEND) !== 0;
+    // Alignment is checked before anything happens; with O_APPEND the offset is known only under
+    // the lock (the position given is ignored), so it is checked there.
+    if (!append) dioBlockBits(target, buffers, at ?? this.position, syscall);
     const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
     const written = await inode.lock.run(async () => {
       fs.checkAlive(syscall);
-      const from = (this.flags & O_APPEND) !== 0 ? inode.size : at ?? this.position;
+      const from = append ? inode.size : at ?? this.position;
       const dioBits = dioBlockBits(target, buffers, from, syscall);
       if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
       if (from + total > inode.size) await fs.zeroEofTail(inode, syscall);
       await fs.writebackInode(inode, syscall);
       fs.invalidateRange(inode, from, total);
-      const { segments, release: freeBounces } = dioSegments(fs.disk, buffers);
-      copyInBounces(segments);
       inode.dioBegin();
-      let done = 0;
-      let error = 0;
-      let fallback = false;
+      let run;
       try {
-        for (const chunk of dioChunks(segments)) {
-          const pass = await dioPass(target, "write", chunk, from + done, dioBits, syscall, () => undefined);
-          if (pass.ret < 0) {
-            error = pass.ret;
-            break;
-          }
-          done += pass.ret;
-          if (pass.stop === -ENOTBLK) {
-            fallback = true;
-            break;
-          }
-        }
+        run = await dioRun(target, "write", buffers, from, dioBits, syscall, () => undefined);
       } finally {
         inode.dioEnd();
-        freeBounces();
       }
-      if (error !== 0) throw this.errnoError(error, syscall);
-      if (fallback && done < total) {
-        // The rest goes through the page cache, is written back and invalidated (3.x
-        // __generic_file_aio_write); the call still returns the full count.
-        const rest = new Uint8Array(total - done);
-        let at2 = 0;
-        let skip = done;
-        for (const b of buffers) {
-          const part = b.subarray(Math.min(skip, b.byteLength));
-          skip -= Math.min(skip, b.byteLength);
-          rest.set(part, at2);
-          at2 += part.byteLength;
-        }
-        const copied = await this.writeLocked(rest, from + done, syscall);
-        await fs.writebackInode(inode, syscall);
-        fs.invalidateRange(inode, from + done, copied);
-        done += copied;
-      }
-      fs.invalidateRange(inode, from, done);
+      let done = run.done;
       if (done > 0 && from + done > inode.size) {
         inode.size = from + done;
         fs.touchData(inode);
       }
+      // Blocks a failed or short write allocated past i_size go back (3.x ext2_write_failed):
+      // mapped but never written, they would read back stale once the file grows.
+      if (run.error !== 0 || (done < total && !run.holeAt)) fs.truncateBlocks(inode, Math.ceil(inode.size / fs.blockSize));
+      if (run.error !== 0 && done === 0) throw this.errnoError(run.error, syscall);
+      if (run.holeAt && done < total) {
+        // The rest goes through the page cache, is written back and invalidated (3.x
+        // __generic_file_aio_write); the call still returns the full count, or, if the buffered
+        // part fails, what the direct part wrote.
+        const rest = new Uint8Array(total - done);
+        let offset = 0;
+        let skip = done;
+        for (const b of buffers) {
+          const part = b.subarray(Math.min(skip, b.byteLength));
+          skip -= Math.min(skip, b.byteLength);
+          rest.set(part, offset);
+          offset += part.byteLength;
+        }
+        try {
+          const copied = await this.writeLocked(rest, from + done, syscall);
+          await fs.writebackInode(inode, syscall);
+          fs.invalidateRange(inode, from + done, copied);
+          done += copied;
+        } catch (error) {
+          if (done === 0) throw error;
+        }
+      }
+      fs.invalidateRange(inode, from, done);
       if (done > 0) {
         inode.mtimeMs = inode.ctimeMs = Date.now();
         fs.touchTimes(inode);

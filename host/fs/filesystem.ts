@@ -525,6 +525,11 @@ export class Filesystem {
       this.disk.plan.fsExtentBase + (start + count) * FS_EXTENT_SIZE));
   }
 
+  /** @internal Whether blocks freed since the last commit wait for one. */
+  hasPendingFree(): boolean {
+    return this.pendingFree.length > 0;
+  }
+
   /** @internal On ENOSPC: commits when that frees blocks; true when a retry may succeed. */
   async reclaim(syscall: string): Promise<boolean> {
     if (this.pendingFree.length === 0) return false;
