@@ -53,6 +53,8 @@ export class BlockQueue {
   private readonly bvecView: Uint32Array;
   private readonly pieceView: Uint32Array;
   private readonly statView: BigUint64Array;
+  /** The memory's buffer, read once: it never grows, and the getter is not free on shared memory. */
+  private readonly buffer: ArrayBufferLike;
   /** Bios waiting for bvec slots, like submitters sleeping for tags. */
   private readonly waiting: PendingBio[] = [];
 
@@ -67,6 +69,7 @@ export class BlockQueue {
     private readonly sectorCount: number,
   ) {
     this.bvecs = new RangeAllocator(0, layout.bvecCapacity);
+    this.buffer = memory.buffer;
     this.bvecView = new Uint32Array(memory.buffer, layout.bvecBase, layout.bvecCapacity * (BVEC_SIZE / 4));
     this.pieceView = new Uint32Array(memory.buffer, layout.pieceBase, PIECE_CAPACITY * (PIECE_SIZE / 4));
     this.statView = new BigUint64Array(memory.buffer, LAYOUT_BASE + CTRL.STAT_BIOS, 8);
@@ -121,7 +124,7 @@ export class BlockQueue {
     bio.segments.forEach((seg, i) => {
       const offset = seg.offset ?? 0;
       const length = seg.length ?? seg.buf?.byteLength - offset;
-      if (!(seg.buf instanceof Uint8Array) || seg.buf.buffer !== this.memory.buffer) {
+      if (!(seg.buf instanceof Uint8Array) || seg.buf.buffer !== this.buffer) {
         throw invalid(`segment ${i} is not a buffer from Disk.alloc()`);
       }
       if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length <= 0 || offset + length > seg.buf.byteLength) {

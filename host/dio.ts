@@ -5,7 +5,7 @@
 // see: fs/direct-io.c do_blockdev_direct_IO(), mm/filemap.c generic_file_direct_write().
 import type { Disk } from "./disk.js";
 import { DioError } from "./errors.js";
-import { DIO_BIO, DIO_BIO_SIZE, DIO_BVEC_CAPACITY, DIO_CALL_BYTES_MAX, DIO_IOV_CAPACITY, BVEC_SIZE, OP_READ, OP_WRITE } from "./layout.js";
+import { DIO_BIO, DIO_BIO_CAPACITY, DIO_BIO_SIZE, DIO_BVEC_CAPACITY, DIO_CALL_BYTES_MAX, DIO_IOV_CAPACITY, BVEC_SIZE, OP_READ, OP_WRITE } from "./layout.js";
 import type { BioSegment } from "./block.js";
 import type { Semantics } from "./fs/filesystem.js";
 
@@ -47,8 +47,26 @@ export interface DioSegment {
   bounce?: Uint8Array;
 }
 
+/** Typed views of one disk's direct-IO tables, made once (the memory never grows). */
+interface DioViews { buffer: ArrayBufferLike; iov: Uint32Array; bvecs: Uint32Array; bios: DataView }
+const viewsOf = new WeakMap<Disk, DioViews>();
+function views(disk: Disk): DioViews {
+  let found = viewsOf.get(disk);
+  if (found === undefined) {
+    const buffer = disk.memory.buffer;
+    found = {
+      buffer,
+      iov: new Uint32Array(buffer, disk.plan.dioIovBase, DIO_IOV_CAPACITY * (BVEC_SIZE / 4)),
+      bvecs: new Uint32Array(buffer, disk.plan.dioBvecBase, DIO_BVEC_CAPACITY * (BVEC_SIZE / 4)),
+      bios: new DataView(buffer, disk.plan.dioBioBase, DIO_BIO_CAPACITY * DIO_BIO_SIZE),
+    };
+    viewsOf.set(disk, found);
+  }
+  return found;
+}
+
 function inArena(disk: Disk, user: Uint8Array): boolean {
-  return user.buffer === disk.memory.buffer && user.byteOffset >= disk.plan.arenaBase &&
+  return user.buffer === views(disk).buffer && user.byteOffset >= disk.plan.arenaBase &&
     user.byteOffset + user.byteLength <= disk.plan.arenaBase + disk.plan.arenaBytes;
 }
 
@@ -213,7 +231,7 @@ export async function dioPass(
     return { ret: 0, result: 0, stop: 0, eof: false };
   }
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
-  const iov = new Uint32Array(disk.memory.buffer, disk.plan.dioIovBase, DIO_IOV_CAPACITY * (BVEC_SIZE / 4));
+  const { buffer, iov, bvecs, bios: bioTable } = views(disk);
   segments.forEach((seg, i) => {
     iov[i * 2] = seg.addr;
     iov[i * 2 + 1] = seg.user.byteLength;
@@ -230,18 +248,16 @@ export async function dioPass(
   const result = core.dio_result_bytes();
   const stop = core.dio_stop();
   // Read the bios out of the core's tables before anything else can map.
-  const view = new DataView(disk.memory.buffer);
-  const bvecs = new Uint32Array(disk.memory.buffer, disk.plan.dioBvecBase, DIO_BVEC_CAPACITY * (BVEC_SIZE / 4));
   const bios: { sector: number; segments: BioSegment[] }[] = [];
   for (let k = 0; k < bioCount; k++) {
-    const at = disk.plan.dioBioBase + k * DIO_BIO_SIZE;
-    const first = view.getUint32(at + DIO_BIO.BVEC_FIRST, true);
-    const count = view.getUint32(at + DIO_BIO.BVEC_COUNT, true);
+    const at = k * DIO_BIO_SIZE;
+    const first = bioTable.getUint32(at + DIO_BIO.BVEC_FIRST, true);
+    const count = bioTable.getUint32(at + DIO_BIO.BVEC_COUNT, true);
     const segs: BioSegment[] = [];
     for (let v = first; v < first + count; v++) {
-      segs.push({ buf: new Uint8Array(disk.memory.buffer, bvecs[v * 2], bvecs[v * 2 + 1]) });
+      segs.push({ buf: new Uint8Array(buffer, bvecs[v * 2], bvecs[v * 2 + 1]) });
     }
-    bios.push({ sector: view.getUint32(at + DIO_BIO.SECTOR, true), segments: segs });
+    bios.push({ sector: bioTable.getUint32(at + DIO_BIO.SECTOR, true), segments: segs });
   }
   // Submit every bio (WRITE_ODIRECT: SYNC, never FUA or PREFLUSH), then wait for all of them.
   const flags = op === "write" ? (["SYNC"] as const) : ([] as const);
