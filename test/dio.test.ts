@@ -14,11 +14,11 @@ import {
   Disk, DioError, mkfs, mount, type Filesystem, type FileHandle, type BlockDeviceHandle,
   O_RDONLY, O_RDWR, O_CREAT, O_DIRECT,
 } from "../host/index.js";
+import { Rng as BaseRng, seedRange } from "./util/random.js";
 import { ByteDevice, ByteFile, ModelError, concat, directAlignment, totalLength } from "./model/bytes-model.js";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
-const UINT_MAX = 0xffffffff;
 const SENTINEL = 0xee;
 /** The stale pattern left on the disk before a filesystem's files are written: 0xA0..0xAF. */
 const FILL_BYTE = (i: number): number => 0xa0 | (i & 0x0f);
@@ -32,18 +32,11 @@ type Handle = FileHandle | BlockDeviceHandle;
 const DEFAULT_FIRST_SEED = 1;
 const DEFAULT_SEED_COUNT = 900;
 
-function envInt(name: string): number | undefined {
-  const text = process.env[name];
-  if (text === undefined || text === "") return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0 || value > UINT_MAX) throw new Error(`${name} ${text} must be an integer in 0..${UINT_MAX}`);
-  return value;
-}
-
-const REPLAY_SEED = envInt("SEED");
-const FIRST_SEED = REPLAY_SEED ?? envInt("FIRST_SEED") ?? DEFAULT_FIRST_SEED;
-const SEED_COUNT = REPLAY_SEED !== undefined ? 1 : (envInt("SEEDS") ?? DEFAULT_SEED_COUNT);
-const LAST_SEED = FIRST_SEED + SEED_COUNT - 1;
+const SEEDS = seedRange(DEFAULT_SEED_COUNT, DEFAULT_FIRST_SEED);
+const REPLAY_SEED = SEEDS.replay ? SEEDS.first : undefined;
+const FIRST_SEED = SEEDS.first;
+const LAST_SEED = SEEDS.last;
+const SEED_COUNT = LAST_SEED - FIRST_SEED + 1;
 /** With SEED=n every operation is printed as it runs. */
 const VERBOSE = REPLAY_SEED !== undefined;
 console.log(`dio.test: seeds ${FIRST_SEED}..${LAST_SEED} (replay one with SEED=n node dist/test/dio.test.js; FIRST_SEED/SEEDS pick a range)`);
@@ -55,40 +48,14 @@ const GEOMETRIES: readonly { lbs: 512 | 4096; bs: 1024 | 4096 }[] = [
   { lbs: 4096, bs: 4096 },
 ];
 
-/** mulberry32: a small seeded PRNG with uniform 32-bit outputs. */
-class Rng {
-  private state: number;
+/** The shared PRNG, salted as this file always was, with two helpers of its own. */
+class Rng extends BaseRng {
   constructor(seed: number) {
-    this.state = (seed ^ 0x5eed1e55) >>> 0;
-  }
-  u32(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  /** A uniform integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor((this.u32() / 2 ** 32) * (max - min + 1));
-  }
-  chance(p: number): boolean {
-    return this.u32() / 2 ** 32 < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(0, items.length - 1)];
+    super(seed ^ 0x5eed1e55);
   }
   /** Random bytes, none of them zero (so a zero always means "nothing was written here"). */
   data(count: number): Uint8Array {
-    const out = new Uint8Array(count);
-    for (let i = 0; i < count; i += 4) {
-      const w = this.u32() | 0x01010101;
-      out[i] = w;
-      if (i + 1 < count) out[i + 1] = w >>> 8;
-      if (i + 2 < count) out[i + 2] = w >>> 16;
-      if (i + 3 < count) out[i + 3] = w >>> 24;
-    }
-    return out;
+    return this.bytes(count, true);
   }
   /** Splits `units` into `parts` positive integers. */
   split(units: number, parts: number): number[] {

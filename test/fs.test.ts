@@ -8,13 +8,13 @@ import {
   Disk, DioError, mkfs, mount, type Filesystem, type FileHandle, type Semantics,
   O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_DSYNC, O_SYNC,
 } from "../host/index.js";
+import { Rng, seedRange } from "./util/random.js";
 import { FsModel, ModelError, type ModelHandle, type ModelInode } from "./model/fs-model.js";
 
 const SECTOR_BYTES = 512;
 const PAGE_BYTES = 4096;
 const KIB = 1024;
 const MIB = 1024 * KIB;
-const UINT_MAX = 0xffffffff;
 const SENTINEL = 0xee;
 
 // ---------------------------------------------------------------------------------------------
@@ -23,18 +23,11 @@ const SENTINEL = 0xee;
 const DEFAULT_FIRST_SEED = 1;
 const DEFAULT_SEED_COUNT = 2500;
 
-function envInt(name: string): number | undefined {
-  const text = process.env[name];
-  if (text === undefined || text === "") return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0 || value > UINT_MAX) throw new Error(`${name} ${text} must be an integer in 0..${UINT_MAX}`);
-  return value;
-}
-
-const REPLAY_SEED = envInt("SEED");
-const FIRST_SEED = REPLAY_SEED ?? envInt("FIRST_SEED") ?? DEFAULT_FIRST_SEED;
-const SEED_COUNT = REPLAY_SEED !== undefined ? 1 : (envInt("SEEDS") ?? DEFAULT_SEED_COUNT);
-const LAST_SEED = FIRST_SEED + SEED_COUNT - 1;
+const SEEDS = seedRange(DEFAULT_SEED_COUNT, DEFAULT_FIRST_SEED);
+const REPLAY_SEED = SEEDS.replay ? SEEDS.first : undefined;
+const FIRST_SEED = SEEDS.first;
+const LAST_SEED = SEEDS.last;
+const SEED_COUNT = LAST_SEED - FIRST_SEED + 1;
 /** With SEED=n every operation is printed as it runs. */
 const VERBOSE = REPLAY_SEED !== undefined;
 /**
@@ -47,48 +40,6 @@ const VERBOSE = REPLAY_SEED !== undefined;
 const STRICT = process.env.STRICT !== "0";
 console.log(`fs.test: seeds ${FIRST_SEED}..${LAST_SEED}${STRICT ? " STRICT" : ""} (replay one with SEED=n node dist/test/fs.test.js)`);
 
-/** mulberry32: a tiny seeded PRNG, uniform 32-bit outputs. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-class Rng {
-  private readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  u32(): number {
-    return this.next();
-  }
-  /** A uniform integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor((this.next() / 2 ** 32) * (max - min + 1));
-  }
-  chance(p: number): boolean {
-    return this.next() / 2 ** 32 < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(0, items.length - 1)];
-  }
-  bytes(count: number): Uint8Array {
-    const out = new Uint8Array(count);
-    for (let i = 0; i < count; i += 4) {
-      const word = this.next();
-      out[i] = word;
-      if (i + 1 < count) out[i + 1] = word >>> 8;
-      if (i + 2 < count) out[i + 2] = word >>> 16;
-      if (i + 3 < count) out[i + 3] = word >>> 24;
-    }
-    return out;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

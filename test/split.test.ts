@@ -4,6 +4,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Disk, type DiskOptions, type TraceRecord } from "../host/index.js";
+import { Rng } from "./util/random.js";
 import { modelSplit, type ModelBvec, type ModelLimits, type ModelSplitResult } from "./model/split-model.js";
 
 type Op = "read" | "write";
@@ -33,37 +34,6 @@ const SEED = (() => {
 })();
 console.log(`split.test: SEED=${SEED} (replay with SEED=${SEED} node dist/test/split.test.js)`);
 
-/** mulberry32: a tiny seeded PRNG, uniform 32-bit outputs. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-class Rng {
-  private readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  u32(): number {
-    return this.next();
-  }
-  /** A uniform integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor((this.next() / 2 ** 32) * (max - min + 1));
-  }
-  chance(p: number): boolean {
-    return this.next() / 2 ** 32 < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(0, items.length - 1)];
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // A disk with a shadow copy of its bytes, a buffer pool for bvecs and a scratch buffer for reads
