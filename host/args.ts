@@ -36,3 +36,9 @@ export function checkBuffers(buffers: unknown, syscall: string): Uint8Array[] {
   if (buffers.length > IOV_MAX) throw new DioError("EINVAL", syscall, `${buffers.length} buffers exceed IOV_MAX (${IOV_MAX})`);
   return buffers as Uint8Array[];
 }
+
+let fdCounter = 3;
+/** A fresh file descriptor number, unique across files and block devices (0-2 are stdio's). */
+export function nextFd(): number {
+  return fdCounter++;
+}

@@ -21,11 +21,10 @@ function rmwLock(disk: Disk): Mutex {
   }
   return lock;
 }
-import { bufferRange, checkBuffers, checkPosition } from "./args.js";
+import { bufferRange, checkBuffers, checkPosition, nextFd } from "./args.js";
 import type { Stats } from "./fs/filesystem.js";
 import type { Semantics } from "./fs/filesystem.js";
 
-let nextFd = 1000;
 
 function fail(code: ErrnoName, syscall: string, message: string): DioError {
   return new DioError(code, syscall, message);
@@ -41,7 +40,7 @@ export class BlockDeviceHandle {
 
   /** @internal Use Disk.openBlockDevice(). */
   constructor(private readonly disk: Disk, flags: number, private readonly semantics: Semantics = "seed") {
-    this.fd = nextFd++;
+    this.fd = nextFd();
     this.flags = flags;
     this.crashCountAtOpen = disk.crashCount;
   }

@@ -4,11 +4,10 @@
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
 import { dioBlockBits, dioRun, type DioTarget } from "../dio.js";
-import { bufferRange, checkBuffers, checkPosition } from "../args.js";
+import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats } from "./filesystem.js";
 import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
 
-let nextFd = 3;
 
 function fail(code: ErrnoName, syscall: string, message: string): DioError {
   return new DioError(code, syscall, message);
@@ -23,7 +22,7 @@ export class FileHandle {
 
   /** @internal Use Filesystem.open(). */
   constructor(private readonly fs: Filesystem, /** @internal */ readonly inode: Inode, flags: number) {
-    this.fd = nextFd++;
+    this.fd = nextFd();
     this.flags = flags;
     inode.openCount++;
     fs.registerHandle(this);
