@@ -21,7 +21,9 @@ function rmwLock(disk: Disk): Mutex {
   }
   return lock;
 }
-import { bufferRange, checkBuffers, checkPosition, nextFd } from "./args.js";
+import { bufferRange, checkBuffers, checkPosition } from "./args.js";
+import { FileHandle } from "./fs/filehandle.js";
+import type { Filesystem, Inode } from "./fs/filesystem.js";
 import type { Stats } from "./fs/filesystem.js";
 import type { Semantics } from "./fs/filesystem.js";
 
@@ -30,23 +32,20 @@ function fail(code: ErrnoName, syscall: string, message: string): DioError {
   return new DioError(code, syscall, message);
 }
 
-/** An open block device: the FileHandle shape of API.md over the whole disk. */
-export class BlockDeviceHandle {
-  readonly fd: number;
-  readonly flags: number;
-  private position = 0;
-  private closed = false;
+/** An open block device: a FileHandle (API.md) over the whole disk. */
+export class BlockDeviceHandle extends FileHandle {
+  private devPosition = 0;
+  private devClosed = false;
   private readonly crashCountAtOpen: number;
 
   /** @internal Use Disk.openBlockDevice(). */
   constructor(private readonly disk: Disk, flags: number, private readonly semantics: Semantics = "seed") {
-    this.fd = nextFd();
-    this.flags = flags;
+    super(null as unknown as Filesystem, null as unknown as Inode, flags);
     this.crashCountAtOpen = disk.crashCount;
   }
 
-  private checkOpen(syscall: string): void {
-    if (this.closed) throw fail("EBADF", syscall, `file descriptor ${this.fd} is closed`);
+  private devCheckOpen(syscall: string): void {
+    if (this.devClosed) throw fail("EBADF", syscall, `file descriptor ${this.fd} is closed`);
     if (this.disk.isClosed) throw fail("EIO", syscall, "the disk is closed");
     if (this.disk.crashCount !== this.crashCountAtOpen) throw fail("EIO", syscall, "the disk lost power since this handle was opened");
   }
@@ -59,46 +58,46 @@ export class BlockDeviceHandle {
     };
   }
 
-  async read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
+  override async read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
     const syscall = position === null || position === undefined ? "read" : "pread64";
     const data = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
-    this.checkOpen(syscall);
+    this.devCheckOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_WRONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for reading (O_WRONLY)`);
-    const from = at ?? this.position;
-    const bytesRead = await this.readAt([data], from, syscall);
-    if (at === null) this.position = from + bytesRead;
+    const from = at ?? this.devPosition;
+    const bytesRead = await this.devReadAt([data], from, syscall);
+    if (at === null) this.devPosition = from + bytesRead;
     return { bytesRead, buffer };
   }
 
-  async readv(buffers: Uint8Array[], position?: number | null): Promise<{ bytesRead: number; buffers: Uint8Array[] }> {
+  override async readv(buffers: Uint8Array[], position?: number | null): Promise<{ bytesRead: number; buffers: Uint8Array[] }> {
     const syscall = position === null || position === undefined ? "readv" : "preadv";
     checkBuffers(buffers, syscall);
     const at = checkPosition(position, syscall);
-    this.checkOpen(syscall);
+    this.devCheckOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_WRONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for reading (O_WRONLY)`);
-    const from = at ?? this.position;
-    const bytesRead = await this.readAt(buffers, from, syscall);
-    if (at === null) this.position = from + bytesRead;
+    const from = at ?? this.devPosition;
+    const bytesRead = await this.devReadAt(buffers, from, syscall);
+    if (at === null) this.devPosition = from + bytesRead;
     return { bytesRead, buffers };
   }
 
-  async write(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
+  override async write(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
     const syscall = position === null || position === undefined ? "write" : "pwrite64";
     const data = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
-    this.checkOpen(syscall);
+    this.devCheckOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for writing (O_RDONLY)`);
-    return { bytesWritten: await this.writeAt([data], at, syscall), buffer };
+    return { bytesWritten: await this.devWriteAt([data], at, syscall), buffer };
   }
 
-  async writev(buffers: Uint8Array[], position?: number | null): Promise<{ bytesWritten: number; buffers: Uint8Array[] }> {
+  override async writev(buffers: Uint8Array[], position?: number | null): Promise<{ bytesWritten: number; buffers: Uint8Array[] }> {
     const syscall = position === null || position === undefined ? "writev" : "pwritev";
     checkBuffers(buffers, syscall);
     const at = checkPosition(position, syscall);
-    this.checkOpen(syscall);
+    this.devCheckOpen(syscall);
     if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for writing (O_RDONLY)`);
-    return { bytesWritten: await this.writeAt(buffers, at, syscall), buffers };
+    return { bytesWritten: await this.devWriteAt(buffers, at, syscall), buffers };
   }
 
   /** Limits a request to the device: reads stop at the end, writes there are ENOSPC. */
@@ -116,7 +115,7 @@ export class BlockDeviceHandle {
     });
   }
 
-  private async readAt(buffers: Uint8Array[], from: number, syscall: string): Promise<number> {
+  private async devReadAt(buffers: Uint8Array[], from: number, syscall: string): Promise<number> {
     if ((this.flags & O_DIRECT) !== 0) {
       const target = this.target();
       const dioBits = dioBlockBits(target, buffers, from, syscall);
@@ -138,8 +137,8 @@ export class BlockDeviceHandle {
     return total;
   }
 
-  private async writeAt(buffers: Uint8Array[], at: number | null, syscall: string): Promise<number> {
-    const from = (this.flags & O_APPEND) !== 0 ? this.disk.size : at ?? this.position;
+  private async devWriteAt(buffers: Uint8Array[], at: number | null, syscall: string): Promise<number> {
+    const from = (this.flags & O_APPEND) !== 0 ? this.disk.size : at ?? this.devPosition;
     let written: number;
     if ((this.flags & O_DIRECT) !== 0) {
       const target = this.target();
@@ -162,7 +161,7 @@ export class BlockDeviceHandle {
       await rmwLock(this.disk).run(() => this.transfer(from, total, joined));
       written = total;
     }
-    if (at === null) this.position = from + written;
+    if (at === null) this.devPosition = from + written;
     // blkdev_write_iter(): generic_write_sync() for O_SYNC/O_DSYNC, a cache flush for the device.
     if ((this.flags & O_DSYNC) !== 0 && written > 0) await this.flush(syscall);
     return written;
@@ -202,29 +201,29 @@ export class BlockDeviceHandle {
   }
 
   /** blkdev_fsync(): nothing is cached above the device, so a cache flush. */
-  async sync(): Promise<void> {
-    this.checkOpen("fsync");
+  override async sync(): Promise<void> {
+    this.devCheckOpen("fsync");
     await this.flush("fsync");
   }
 
-  async datasync(): Promise<void> {
-    this.checkOpen("fdatasync");
+  override async datasync(): Promise<void> {
+    this.devCheckOpen("fdatasync");
     await this.flush("fdatasync");
   }
 
   /** ftruncate(2) on a block device is EINVAL. */
-  async truncate(len = 0): Promise<void> {
-    this.checkOpen("ftruncate");
+  override async truncate(len = 0): Promise<void> {
+    this.devCheckOpen("ftruncate");
     throw fail("EINVAL", "ftruncate", `a block device cannot be truncated (length ${String(len)})`);
   }
 
-  async stat(): Promise<Stats> {
-    this.checkOpen("fstat");
+  override async stat(): Promise<Stats> {
+    this.devCheckOpen("fstat");
     return { ino: 0, size: this.disk.size, blocks: 0, blksize: this.disk.limits.logicalBlockSize, mtimeMs: 0, ctimeMs: 0 };
   }
 
-  async close(): Promise<void> {
-    if (this.closed) throw fail("EBADF", "close", `file descriptor ${this.fd} is already closed`);
-    this.closed = true;
+  override async close(): Promise<void> {
+    if (this.devClosed) throw fail("EBADF", "close", `file descriptor ${this.fd} is already closed`);
+    this.devClosed = true;
   }
 }

@@ -5,7 +5,7 @@
 // nothing, and buffered writes into one block of the raw device do not lose each other.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Disk, DioError, mkfs, mount, O_APPEND, O_CREAT, O_DIRECT, O_RDWR } from "../host/index.js";
+import { Disk, DioError, FileHandle, mkfs, mount, O_APPEND, O_CREAT, O_DIRECT, O_RDWR } from "../host/index.js";
 
 async function code(promise: Promise<unknown>): Promise<string> {
   try {
@@ -168,6 +168,7 @@ test("O_APPEND direct writes ignore a misaligned position; reads past 2^40 read 
 test("buffered writes into one logical block of the raw device do not lose each other", async () => {
   const disk = await Disk.create({ size: 1 << 20, arenaBytes: 1 << 20, logicalBlockSize: 4096 });
   const dev = await disk.openBlockDevice(O_RDWR);
+  assert.instance(dev, FileHandle, "openBlockDevice() returns a FileHandle (API.md)");
   await Promise.all([
     dev.write(new Uint8Array(100).fill(0x61), 0, 100, 0),
     dev.write(new Uint8Array(100).fill(0x62), 0, 100, 200),

@@ -24,8 +24,11 @@ export class FileHandle {
   constructor(private readonly fs: Filesystem, /** @internal */ readonly inode: Inode, flags: number) {
     this.fd = nextFd();
     this.flags = flags;
-    inode.openCount++;
-    fs.registerHandle(this);
+    // A subclass for something that is not a file of a filesystem (the raw device) passes none.
+    if (inode !== null) {
+      inode.openCount++;
+      fs.registerHandle(this);
+    }
   }
 
   private checkOpen(syscall: string): void {
