@@ -60,7 +60,7 @@ export class BlockQueue {
 
   constructor(
     private readonly core: CoreExports,
-    private readonly memory: WebAssembly.Memory,
+    memory: WebAssembly.Memory,
     private readonly device: Device,
     private readonly tracer: Tracer,
     private readonly limits: QueueLimits,

@@ -396,12 +396,6 @@ export class FileHandle {
   private errnoError(errno: number, syscall: string): DioError {
     return DioError.fromErrno(errno, syscall, errno === -5 ? "a bio of the direct IO failed" : `direct IO failed with errno ${-errno}`);
   }
-  private fail(code: ErrnoName, syscall: string, message: string): never {
-    throw fail(code, syscall, message);
-  }
-  private failErrno(errno: number, syscall: string): never {
-    throw this.errnoError(errno, syscall);
-  }
 
   async sync(): Promise<void> {
     this.checkOpen("fsync");
