@@ -44,6 +44,11 @@ export class BlockDeviceHandle extends FileHandle {
     this.crashCountAtOpen = disk.crashCount;
   }
 
+  /** @internal Whether close() has run. */
+  override get isClosed(): boolean {
+    return this.devClosed;
+  }
+
   private devCheckOpen(syscall: string): void {
     if (this.devClosed) throw fail("EBADF", syscall, `file descriptor ${this.fd} is closed`);
     if (this.disk.isClosed) throw fail("EIO", syscall, "the disk is closed");

@@ -8,3 +8,4 @@ export { mkfs, mount, Filesystem, type Semantics, type Stats, type MkfsOptions, 
 export { FileHandle } from "./fs/filehandle.js";
 export type { FaultRule } from "./device.js";
 export { BlockDeviceHandle } from "./bdev.js";
+export { ioSetup, AioContext, type Iocb, type IoEvent } from "./aio.js";

@@ -31,6 +31,11 @@ export class FileHandle {
     }
   }
 
+  /** @internal Whether close() has run. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   private checkOpen(syscall: string): void {
     if (this.closed) throw fail("EBADF", syscall, `file descriptor ${this.fd} is closed`);
     this.fs.checkAlive(syscall);

@@ -1,0 +1,206 @@
+// Linux AIO as user space sees it (io_setup, io_submit, io_getevents, io_cancel, io_destroy):
+// the context, its ring of events, what io_submit itself refuses, and events posted in completion
+// order from the completion path. see: fs/aio.c; spec 7.1.
+//
+// This is the context and its event contract. Each iocb runs through the FileHandle it names, so
+// an O_DIRECT iocb goes through the direct-IO engine and completes when its bios do. Not yet here
+// (issue 5): submission that returns once the bios are out (-EIOCBQUEUED; today a file's direct
+// writes keep its inode lock until they complete, so one file's writes do not overlap), the
+// patch's deferred sync on the per-superblock flush queue, and the four semantics' orders.
+import { DioError } from "./errors.js";
+import { O_ACCMODE, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC } from "./constants.js";
+import { FileHandle } from "./fs/filehandle.js";
+
+/** One request (API.md Iocb). */
+export interface Iocb {
+  opcode: "pread" | "pwrite" | "preadv" | "pwritev" | "fsync" | "fdsync";
+  fh: FileHandle;
+  buf?: Uint8Array;
+  bufs?: Uint8Array[];
+  offset?: number;
+  rwFlags?: number;
+  data?: unknown;
+}
+
+/** One completion (API.md IoEvent): res is the byte count or a negative errno; res2 is 0. */
+export interface IoEvent {
+  data: unknown;
+  obj: Iocb;
+  res: number;
+  res2: number;
+}
+
+const OPCODES = new Set(["pread", "pwrite", "preadv", "pwritev", "fsync", "fdsync"]);
+const RW_FLAGS_KNOWN = RWF_DSYNC | RWF_SYNC;
+/** The largest context io_setup accepts here (aio-max-nr is 65536 by default). */
+export const AIO_EVENTS_MAX = 65536;
+
+interface Waiter { minNr: number; nr: number; resolve(events: IoEvent[]): void; timer?: ReturnType<typeof setTimeout> }
+
+/** An AIO context (API.md AioContext). */
+export class AioContext {
+  /** Requests submitted and not yet completed. */
+  private inflight = 0;
+  /** Completed events not yet reaped, in completion order. */
+  private readonly ring: IoEvent[] = [];
+  private readonly waiters: Waiter[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
+  private destroyed = false;
+
+  /** @internal Use ioSetup(). */
+  constructor(readonly nrEvents: number) {}
+
+  /**
+   * io_submit(): starts each iocb in order and returns how many were accepted. Throws only what
+   * io_submit itself refuses, for the first iocb; a later refused iocb ends the batch there.
+   */
+  submit(iocbs: Iocb[]): number {
+    if (this.destroyed) throw new DioError("EINVAL", "io_submit", "the AIO context was destroyed");
+    if (!Array.isArray(iocbs)) throw new DioError("EINVAL", "io_submit", "iocbs must be an array");
+    let accepted = 0;
+    for (const iocb of iocbs) {
+      try {
+        this.check(iocb);
+        if (this.inflight + this.ring.length >= this.nrEvents) {
+          throw new DioError("EAGAIN", "io_submit", `the context has room for ${this.nrEvents} events, all taken by requests in flight or events not yet reaped`);
+        }
+      } catch (error) {
+        if (accepted === 0) throw error;
+        break;
+      }
+      this.inflight++;
+      accepted++;
+      void this.run(iocb);
+    }
+    return accepted;
+  }
+
+  /** What io_submit refuses before anything starts. */
+  private check(iocb: Iocb): void {
+    if (iocb === null || typeof iocb !== "object") throw new DioError("EINVAL", "io_submit", "an iocb must be an object");
+    if (!OPCODES.has(iocb.opcode)) throw new DioError("EINVAL", "io_submit", `opcode ${String(iocb.opcode)} is not one of ${[...OPCODES].join(", ")}`);
+    if (!(iocb.fh instanceof FileHandle) || iocb.fh.isClosed) throw new DioError("EBADF", "io_submit", "the iocb's file handle is not open");
+    const access = iocb.fh.flags & O_ACCMODE;
+    const writes = iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
+    const reads = iocb.opcode === "pread" || iocb.opcode === "preadv";
+    if (writes && access === O_RDONLY) throw new DioError("EBADF", "io_submit", `file descriptor ${iocb.fh.fd} is not open for writing (O_RDONLY)`);
+    if (reads && access === O_WRONLY) throw new DioError("EBADF", "io_submit", `file descriptor ${iocb.fh.fd} is not open for reading (O_WRONLY)`);
+    if ((iocb.opcode === "pread" || iocb.opcode === "pwrite") && !(iocb.buf instanceof Uint8Array)) {
+      throw new DioError("EINVAL", "io_submit", `a ${iocb.opcode} iocb needs buf, a Uint8Array`);
+    }
+    if ((iocb.opcode === "preadv" || iocb.opcode === "pwritev") && (!Array.isArray(iocb.bufs) || iocb.bufs.some((b) => !(b instanceof Uint8Array)))) {
+      throw new DioError("EINVAL", "io_submit", `a ${iocb.opcode} iocb needs bufs, an array of Uint8Array`);
+    }
+    const offset = iocb.offset ?? 0;
+    if ((reads || writes) && (!Number.isInteger(offset) || offset < 0)) throw new DioError("EINVAL", "io_submit", `offset ${String(iocb.offset)} must be a non-negative integer`);
+    const rwFlags = iocb.rwFlags ?? 0;
+    if (!Number.isInteger(rwFlags) || (rwFlags & ~RW_FLAGS_KNOWN) !== 0) {
+      throw new DioError("ENOTSUP", "io_submit", `rwFlags ${String(iocb.rwFlags)} has bits other than RWF_DSYNC (${RWF_DSYNC}) and RWF_SYNC (${RWF_SYNC})`);
+    }
+  }
+
+  /** Runs one request and posts its event, from the completion path (never io_submit's stack). */
+  private async run(iocb: Iocb): Promise<void> {
+    let res: number;
+    try {
+      // Let io_submit return before the request's own completion can run.
+      await Promise.resolve();
+      res = await this.perform(iocb);
+    } catch (error) {
+      res = error instanceof DioError ? error.errno : -5;
+    }
+    this.inflight--;
+    this.post({ data: iocb.data, obj: iocb, res, res2: 0 });
+  }
+
+  private async perform(iocb: Iocb): Promise<number> {
+    const { fh } = iocb;
+    const offset = iocb.offset ?? 0;
+    switch (iocb.opcode) {
+      case "pread":
+        return (await fh.read(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesRead;
+      case "preadv":
+        return (await fh.readv(iocb.bufs!, offset)).bytesRead;
+      case "pwrite":
+      case "pwritev": {
+        const written = iocb.opcode === "pwrite"
+          ? (await fh.write(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesWritten
+          : (await fh.writev(iocb.bufs!, offset)).bytesWritten;
+        // Per-iocb RWF_SYNC / RWF_DSYNC: the write is synced before its event (pwritev2 flags).
+        const rwFlags = iocb.rwFlags ?? 0;
+        if (written > 0 && (rwFlags & RWF_SYNC) !== 0) await fh.sync();
+        else if (written > 0 && (rwFlags & RWF_DSYNC) !== 0) await fh.datasync();
+        return written;
+      }
+      case "fsync":
+        await fh.sync();
+        return 0;
+      case "fdsync":
+        await fh.datasync();
+        return 0;
+    }
+  }
+
+  private post(event: IoEvent): void {
+    this.ring.push(event);
+    this.serveWaiters();
+    if (this.inflight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  private serveWaiters(): void {
+    while (this.waiters.length > 0 && this.ring.length >= this.waiters[0].minNr) {
+      const waiter = this.waiters.shift()!;
+      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+      waiter.resolve(this.ring.splice(0, waiter.nr));
+    }
+  }
+
+  /**
+   * io_getevents(): resolves with between minNr and nr events, in completion order, or with fewer
+   * (maybe none) when `timeoutMs` passes first. Without a timeout it waits as long as it takes.
+   */
+  getEvents(minNr: number, nr: number, timeoutMs?: number): Promise<IoEvent[]> {
+    if (!Number.isInteger(minNr) || !Number.isInteger(nr) || minNr < 0 || nr < 0 || minNr > nr) {
+      return Promise.reject(new DioError("EINVAL", "io_getevents", `minNr ${String(minNr)} and nr ${String(nr)} must be integers with 0 <= minNr <= nr`));
+    }
+    if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs >= 0))) {
+      return Promise.reject(new DioError("EINVAL", "io_getevents", `timeoutMs ${String(timeoutMs)} must be a non-negative number`));
+    }
+    if (this.waiters.length === 0 && this.ring.length >= minNr) return Promise.resolve(this.ring.splice(0, nr));
+    return new Promise((resolve) => {
+      const waiter: Waiter = { minNr, nr, resolve };
+      if (timeoutMs !== undefined) {
+        waiter.timer = setTimeout(() => {
+          const index = this.waiters.indexOf(waiter);
+          if (index >= 0) this.waiters.splice(index, 1);
+          resolve(this.ring.splice(0, nr));
+        }, timeoutMs);
+      }
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** io_cancel(): direct IO (and everything here) cannot be cancelled: EINVAL. */
+  cancel(iocb: Iocb): Promise<IoEvent> {
+    void iocb;
+    return Promise.reject(new DioError("EINVAL", "io_cancel", "the request cannot be cancelled (direct IO has no cancel method)"));
+  }
+
+  /** io_destroy(): waits for every request in flight; the context takes no more. */
+  async destroy(): Promise<void> {
+    this.destroyed = true;
+    while (this.inflight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    for (const waiter of this.waiters.splice(0)) {
+      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+      waiter.resolve(this.ring.splice(0, waiter.nr));
+    }
+  }
+}
+
+/** io_setup(): a context for up to `nrEvents` requests in flight or events not yet reaped. */
+export function ioSetup(nrEvents: number): AioContext {
+  if (!Number.isInteger(nrEvents) || nrEvents <= 0 || nrEvents > AIO_EVENTS_MAX) {
+    throw new DioError("EINVAL", "io_setup", `nrEvents ${String(nrEvents)} must be an integer in 1..${AIO_EVENTS_MAX}`);
+  }
+  return new AioContext(nrEvents);
+}
