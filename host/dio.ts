@@ -213,23 +213,37 @@ export interface DioResult {
 }
 
 /**
- * Maps and performs one direct-IO pass of at most DIO_CALL_BYTES_MAX bytes at `offset` (already
- * aligned to 1 << dioBits) and waits for it: the part of do_blockdev_direct_IO() between setup and
- * dio_complete(). Locking, i_dio_count and i_size are the caller's. `afterSubmit` runs once every
- * bio is submitted, before the wait (the read path drops i_mutex there).
+ * One direct IO in flight: the submitter's reference plus one per bio (struct dio's refcount).
+ * Whoever drops the last reference completes it (spec 2.12): the submitter, when every bio has
+ * already completed, or the completion of the last bio.
  */
-export async function dioPass(
+export interface DioInFlight {
+  /** The submitter lets go of its reference (after its post-submission work). */
+  drop(): void;
+}
+
+/**
+ * Maps one pass at `offset` (aligned to 1 << dioBits) and submits its bios; `complete` runs once,
+ * with the result of dio_complete(), when the last reference drops. Locking, i_dio_count and
+ * i_size are the caller's. see: fs/direct-io.c do_blockdev_direct_IO(), dio_bio_end_io(),
+ * dio_complete().
+ */
+export async function dioStart(
   target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
-  syscall: string, afterSubmit: () => void,
-): Promise<DioResult> {
+  syscall: string, complete: (result: DioResult) => void,
+): Promise<DioInFlight> {
   const { disk } = target;
   const core = disk.core;
+  let refs = 1;
+  let ioError = 0;
+  let finish = (): DioResult => ({ ret: 0, result: 0, stop: 0, eof: false });
+  const drop = (): void => {
+    if (refs <= 0) throw new Error("dioemu: a direct IO's reference dropped twice");
+    if (--refs === 0) complete(finish());
+  };
   // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
   segments = segments.filter((seg) => seg.user.byteLength > 0);
-  if (segments.length === 0) {
-    afterSubmit();
-    return { ret: 0, result: 0, stop: 0, eof: false };
-  }
+  if (segments.length === 0) return { drop };
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
   const { buffer, iov, bvecs, bios: bioTable } = views(disk);
   segments.forEach((seg, i) => {
@@ -259,17 +273,45 @@ export async function dioPass(
     }
     bios.push({ sector: bioTable.getUint32(at + DIO_BIO.SECTOR, true), segments: segs });
   }
-  // Submit every bio (WRITE_ODIRECT: SYNC, never FUA or PREFLUSH), then wait for all of them.
+  finish = () => {
+    let transferred = result;
+    const end = target.ino === 0 ? disk.size : iSizeAtSubmit;
+    // A read cut short by EOF reports what lies before EOF, though whole blocks were read.
+    if (op === "read" && offset + transferred > end) transferred = Math.max(0, end - offset);
+    // dio_complete(): the submission error, then page errors (none here), then the IO error,
+    // then the count.
+    const ret = submitError !== 0 ? submitError : ioError !== 0 ? ioError : transferred;
+    return { ret, result, stop: stop === -ENOTBLK ? -ENOTBLK : 0, eof: stop === STOP_EOF };
+  };
+  // Submit every bio (WRITE_ODIRECT: SYNC, never FUA or PREFLUSH), each holding a reference.
   const flags = op === "write" ? (["SYNC"] as const) : ([] as const);
-  const statuses = bios.map((bio) => disk.queue.submitBioWait({ op, sector: bio.sector, segments: bio.segments, flags: [...flags] }));
+  refs += bios.length;
+  for (const bio of bios) {
+    disk.queue.submitBio({
+      op, sector: bio.sector, segments: bio.segments, flags: [...flags],
+      endIo: (status) => {
+        // One failed bio fails the whole call with EIO (no partial count).
+        if (status !== 0) ioError = -5;
+        drop();
+      },
+    });
+  }
+  return { drop };
+}
+
+/**
+ * Maps and performs one direct-IO pass and waits for it: the synchronous form of dioStart().
+ * `afterSubmit` runs once every bio is submitted, before the wait (the read path drops i_mutex).
+ */
+export async function dioPass(
+  target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
+  syscall: string, afterSubmit: () => void,
+): Promise<DioResult> {
+  let resolve!: (result: DioResult) => void;
+  const completed = new Promise<DioResult>((r) => { resolve = r; });
+  const dio = await dioStart(target, op, segments, offset, dioBits, syscall, resolve);
   afterSubmit();
-  const completed = await Promise.all(statuses);
-  // One failed bio fails the whole call with EIO (no partial count).
-  const ioError = completed.some((status) => status !== 0) ? -5 : 0;
-  let transferred = result;
-  if (op === "read" && offset + transferred > iSizeAtSubmit && target.ino !== 0) transferred = Math.max(0, iSizeAtSubmit - offset);
-  if (op === "read" && target.ino === 0 && offset + transferred > disk.size) transferred = Math.max(0, disk.size - offset);
-  // dio_complete(): the submission error, then page errors (none here), then the IO error, then the count.
-  const ret = submitError !== 0 ? submitError : ioError !== 0 ? ioError : transferred;
-  return { ret, result, stop: stop === -ENOTBLK ? -ENOTBLK : 0, eof: stop === STOP_EOF };
+  // The submitter drops its reference last when every bio already completed: then it completes.
+  dio.drop();
+  return completed;
 }

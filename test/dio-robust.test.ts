@@ -6,6 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Disk, DioError, FileHandle, mkfs, mount, O_APPEND, O_CREAT, O_DIRECT, O_RDWR } from "../host/index.js";
+import { dioStart } from "../host/dio.js";
 
 async function code(promise: Promise<unknown>): Promise<string> {
   try {
@@ -177,6 +178,36 @@ test("buffered writes into one logical block of the raw device do not lose each 
   await dev.read(back, 0, 300, 0);
   assert.is(back[0], 0x61);
   assert.is(back[200], 0x62);
+  await disk.close();
+});
+
+test("whoever drops the last reference completes the dio: the last bio, or the submitter (2.12)", async () => {
+  const disk = await Disk.create({ size: 1 << 20, arenaBytes: 1 << 20 });
+  const target = {
+    disk, ino: 0, fsBits: 9, semantics: "seed" as const, size: () => disk.size, skipHoles: false,
+    allocated: () => undefined, reclaim: async () => false, extended: () => undefined,
+  };
+  const buf = disk.alloc(8192);
+  const segments = [{ user: buf, addr: buf.byteOffset }];
+  for (const submitterLast of [false, true]) {
+    let completedBy = "";
+    let inDrop = false;
+    let result = 0;
+    const dio = await dioStart(target, "write", segments, 0, 9, "pwrite64", (r) => {
+      completedBy = inDrop ? "submitter" : "bio completion";
+      result = r.ret;
+    });
+    // Either let every bio complete first, or drop at once.
+    if (submitterLast) for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    assert.is(completedBy, "", "nothing completes while the submitter holds its reference");
+    inDrop = true;
+    dio.drop();
+    inDrop = false;
+    for (let i = 0; i < 20 && completedBy === ""; i++) await new Promise((resolve) => setImmediate(resolve));
+    assert.is(completedBy, submitterLast ? "submitter" : "bio completion");
+    assert.is(result, 8192);
+    assert.throws(() => dio.drop(), /twice/);
+  }
   await disk.close();
 });
 
