@@ -1,6 +1,6 @@
 // The one seeded PRNG that drives every random choice of a disk (latency, crash survivors).
 
-/** sfc32-free, tiny and fast: a 32-bit mulberry generator, fully determined by its seed. */
+/** mulberry32: tiny and fast, fully determined by its seed. */
 export class Prng {
   private state: number;
   constructor(seed: number) {
