@@ -2,14 +2,15 @@
 // the context, its ring of events, what io_submit itself refuses, and events posted in completion
 // order from the completion path. see: fs/aio.c; spec 7.1.
 //
-// This is the context and its event contract. Each iocb runs through the FileHandle it names, so
-// an O_DIRECT iocb goes through the direct-IO engine and completes when its bios do. Not yet here
-// (issue 5): submission that returns once the bios are out (-EIOCBQUEUED; today a file's direct
-// writes keep its inode lock until they complete, so one file's writes do not overlap), the
-// patch's deferred sync on the per-superblock flush queue, and the four semantics' orders.
+// An O_DIRECT iocb on a file is queued as the kernel queues it (-EIOCBQUEUED: submitted, i_mutex
+// released, completed by its last bio) or carried out synchronously where the kernel does so (an
+// extending write, a hole, a failed submission); other iocbs run through their FileHandle. Not yet
+// here (issue 5): the patch's deferred sync on the per-superblock flush queue and the four
+// semantics' orders (an O_DSYNC file's AIO write syncs before its event, as 3.11+).
 import { DioError } from "./errors.js";
-import { O_ACCMODE, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC } from "./constants.js";
+import { O_ACCMODE, O_DIRECT, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC } from "./constants.js";
 import { FileHandle } from "./fs/filehandle.js";
+import { BlockDeviceHandle } from "./bdev.js";
 
 /** One request (API.md Iocb). */
 export interface Iocb {
@@ -116,6 +117,15 @@ export class AioContext {
   private async perform(iocb: Iocb): Promise<number> {
     const { fh } = iocb;
     const offset = iocb.offset ?? 0;
+    const rw = iocb.opcode === "pread" || iocb.opcode === "preadv" || iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
+    if (rw && (fh.flags & O_DIRECT) !== 0 && !(fh instanceof BlockDeviceHandle)) {
+      // O_DIRECT on a file: queued when the kernel would queue it, completed by its last bio.
+      const op = iocb.opcode === "pread" || iocb.opcode === "preadv" ? "read" : "write";
+      const buffers = iocb.buf !== undefined && (iocb.opcode === "pread" || iocb.opcode === "pwrite") ? [iocb.buf] : iocb.bufs!;
+      const syscall = "io_submit";
+      const res = await (await fh.aioDirect(op, buffers, offset, syscall));
+      return this.syncPerIocb(iocb, res);
+    }
     switch (iocb.opcode) {
       case "pread":
         return (await fh.read(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesRead;
@@ -126,11 +136,7 @@ export class AioContext {
         const written = iocb.opcode === "pwrite"
           ? (await fh.write(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesWritten
           : (await fh.writev(iocb.bufs!, offset)).bytesWritten;
-        // Per-iocb RWF_SYNC / RWF_DSYNC: the write is synced before its event (pwritev2 flags).
-        const rwFlags = iocb.rwFlags ?? 0;
-        if (written > 0 && (rwFlags & RWF_SYNC) !== 0) await fh.sync();
-        else if (written > 0 && (rwFlags & RWF_DSYNC) !== 0) await fh.datasync();
-        return written;
+        return this.syncPerIocb(iocb, written);
       }
       case "fsync":
         await fh.sync();
@@ -139,6 +145,15 @@ export class AioContext {
         await fh.datasync();
         return 0;
     }
+  }
+
+  /** Per-iocb RWF_SYNC / RWF_DSYNC: a successful write is synced before its event (pwritev2). */
+  private async syncPerIocb(iocb: Iocb, res: number): Promise<number> {
+    const rwFlags = iocb.rwFlags ?? 0;
+    if (res <= 0 || (iocb.opcode !== "pwrite" && iocb.opcode !== "pwritev")) return res;
+    if ((rwFlags & RWF_SYNC) !== 0) await iocb.fh.sync();
+    else if ((rwFlags & RWF_DSYNC) !== 0) await iocb.fh.datasync();
+    return res;
   }
 
   private post(event: IoEvent): void {

@@ -75,7 +75,7 @@ function inArena(disk: Disk, user: Uint8Array): boolean {
  * bounced through one at the same page offset, so alignment and page boundaries fall where the
  * caller's address says. On failure nothing stays allocated.
  */
-function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
+export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
   const bounces: Uint8Array[] = [];
   const release = (): void => {
     for (const b of bounces.splice(0)) disk.free(b);
@@ -102,7 +102,7 @@ const BOUNCED_PASS_BYTES_MAX = 1 << 20;
  * Cuts a request into passes. Each ends at a file offset that is a multiple of the fs block (a
  * pass boundary inside a new block would zero its tail, then overwrite it).
  */
-function passes(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): Uint8Array[][] {
+export function passes(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): Uint8Array[][] {
   const bounced = buffers.some((b) => b.byteLength > 0 && !inArena(disk, b));
   const cap = bounced ? BOUNCED_PASS_BYTES_MAX : DIO_CALL_BYTES_MAX;
   const list: Uint8Array[][] = [];
@@ -220,6 +220,11 @@ export interface DioResult {
 export interface DioInFlight {
   /** The submitter lets go of its reference (after its post-submission work). */
   drop(): void;
+  /** Known at submission: the mapping error (0 or -errno), the bytes set up, and whether a write
+   *  stopped at a hole (-ENOTBLK). They decide -EIOCBQUEUED (spec 2.12). */
+  submitError: number;
+  result: number;
+  holeAt: boolean;
 }
 
 /**
@@ -243,7 +248,7 @@ export async function dioStart(
   };
   // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
   segments = segments.filter((seg) => seg.user.byteLength > 0);
-  if (segments.length === 0) return { drop };
+  if (segments.length === 0) return { drop, submitError: 0, result: 0, holeAt: false };
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
   const { buffer, iov, bvecs, bios: bioTable } = views(disk);
   segments.forEach((seg, i) => {
@@ -296,7 +301,7 @@ export async function dioStart(
       },
     });
   }
-  return { drop };
+  return { drop, submitError, result, holeAt: stop === -ENOTBLK };
 }
 
 /**

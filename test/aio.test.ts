@@ -188,4 +188,111 @@ test("a pwrite with RWF_DSYNC is durable when its event arrives; fdsync covers e
   }
 });
 
+/** A file with `blocks` 4 KiB blocks allocated (so writes inside it do not extend it). */
+async function prefilled(blocks: number, seed = 1) {
+  const env = await fresh(seed, { writeMin: 1, writeMax: 8 });
+  const fill = env.disk.alloc(blocks * 4096);
+  await env.fh.write(fill, 0, fill.length, 0);
+  env.disk.free(fill);
+  return env;
+}
+
+test("a non-extending AIO write is queued: the next one on the same file goes out while it is in flight (25)", async () => {
+  const { disk, fh } = await prefilled(16);
+  const ctx = ioSetup(4);
+  const a = disk.alloc(8 * 4096);
+  const b = disk.alloc(4096);
+  const trace = disk.startTrace();
+  ctx.submit([{ opcode: "pwrite", fh, buf: a, offset: 0, data: "A" }, { opcode: "pwrite", fh, buf: b, offset: 12 * 4096, data: "B" }]);
+  const events = await ctx.getEvents(2, 2);
+  const records = trace.stop();
+  assert.equal(events.map((e) => e.res).sort(), [4096, 8 * 4096].sort());
+  const firstC = records.findIndex((r) => r.action === "C" && r.op === "write");
+  const dispatched = records.filter((r, i) => r.action === "D" && r.op === "write" && i < firstC).map((r) => r.sector);
+  assert.ok(dispatched.length >= 2, `both writes' bios were out before the first completed (${JSON.stringify(dispatched)})`);
+  assert.is(fh.inode.dioCount, 0);
+  await ctx.destroy();
+  await disk.close();
+});
+
+test("an extending AIO write runs synchronously: the next one waits for it, and i_size moves after the data (13)", async () => {
+  const { disk, fh } = await fresh(2, { writeMin: 1, writeMax: 8 });
+  const ctx = ioSetup(4);
+  const a = disk.alloc(4096);
+  const b = disk.alloc(4096);
+  const trace = disk.startTrace();
+  const sizes: number[] = [];
+  const records = trace.peek() as unknown as { push(...items: { action: string; op: string; flags: string[] }[]): number };
+  const push = records.push.bind(records);
+  records.push = (...items) => {
+    for (const r of items) if (r.action === "C" && r.op === "write" && r.flags.includes("SYNC")) sizes.push(fh.inode.size);
+    return push(...items);
+  };
+  ctx.submit([{ opcode: "pwrite", fh, buf: a, offset: 0 }, { opcode: "pwrite", fh, buf: b, offset: 4096 }]);
+  await ctx.getEvents(2, 2);
+  const seen = trace.stop();
+  const writes = seen.filter((r) => (r.action === "D" || r.action === "C") && r.op === "write" && r.flags.includes("SYNC")).map((r) => r.action);
+  assert.equal(writes, ["D", "C", "D", "C"], "the second extending write's bio went out after the first completed");
+  assert.equal(sizes, [0, 4096], "i_size was still the old size when each write's data completed");
+  assert.is(fh.inode.size, 8192);
+  await ctx.destroy();
+  await disk.close();
+});
+
+test("an AIO read cut short by EOF is still queued, and its event carries the clamped count (26)", async () => {
+  const { disk, fs, fh } = await prefilled(8);
+  await fh.truncate(4 * 4096 - 1000);
+  const g = await fs.open("f", O_RDWR | O_DIRECT);
+  const ctx = ioSetup(4);
+  const buf = disk.alloc(8 * 4096);
+  const other = disk.alloc(4096);
+  const trace = disk.startTrace();
+  ctx.submit([{ opcode: "pread", fh: g, buf, offset: 0, data: "read" }, { opcode: "pwrite", fh, buf: other, offset: 0, data: "write" }]);
+  const events = await ctx.getEvents(2, 2);
+  const records = trace.stop();
+  const read = events.find((e) => e.data === "read")!;
+  assert.is(read.res, 4 * 4096 - 1000);
+  // Queued: i_mutex was released once the read's bios were out, so the write's bio could follow
+  // before the read completed.
+  const readDone = records.findIndex((r) => r.action === "C" && r.op === "read");
+  const writeOut = records.findIndex((r) => r.action === "D" && r.op === "write");
+  assert.ok(writeOut >= 0 && writeOut < readDone, "the write went out while the short read was in flight");
+  await ctx.destroy();
+  await disk.close();
+});
+
+test("an AIO write that meets a hole inside i_size completes whole through the page cache (27)", async () => {
+  const { disk, fh } = await fresh(3);
+  const first = disk.alloc(4096);
+  first.fill(1);
+  await fh.write(first, 0, 4096, 0);
+  await fh.truncate(3 * 4096); // blocks 1 and 2 are holes inside i_size
+  const ctx = ioSetup(4);
+  const buf = disk.alloc(3 * 4096);
+  buf.fill(0x44);
+  ctx.submit([{ opcode: "pwrite", fh, buf, offset: 0 }]);
+  const [event] = await ctx.getEvents(1, 1);
+  assert.is(event.res, 3 * 4096);
+  const back = disk.alloc(3 * 4096);
+  await fh.read(back, 0, back.length, 0);
+  assert.ok(back.every((x) => x === 0x44));
+  await ctx.destroy();
+  await disk.close();
+});
+
+test("when an AIO event is visible, i_dio_count has already dropped (30, 3.10+ order)", async () => {
+  const { disk, fh } = await prefilled(4);
+  const ctx = ioSetup(4);
+  const buf = disk.alloc(4096);
+  const counts: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    ctx.submit([{ opcode: i % 2 === 0 ? "pwrite" : "pread", fh, buf, offset: 4096 }]);
+    await ctx.getEvents(1, 1);
+    counts.push(fh.inode.dioCount);
+  }
+  assert.equal(counts, [0, 0, 0, 0, 0]);
+  await ctx.destroy();
+  await disk.close();
+});
+
 test.run();

@@ -3,7 +3,7 @@
 // with blocks reserved for delayed allocation, and O_SYNC / O_DSYNC / IS_SYNC writes sync.
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
-import { dioBlockBits, dioRun, type DioTarget } from "../dio.js";
+import { dioBlockBits, dioRun, dioStart, passes, passSegments, type DioResult, type DioTarget } from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats } from "./filesystem.js";
 import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
@@ -396,6 +396,116 @@ export class FileHandle {
     });
     await this.syncAfterWrite(written, syscall);
     return written;
+  }
+
+  /**
+   * @internal AIO on an O_DIRECT file (spec 2.4, 2.12): resolves when io_submit's part is done,
+   * with a promise of the event's res. A request that is queued (-EIOCBQUEUED: async, set up
+   * whole or a read, no submission error) returns once its bios are submitted and i_mutex is
+   * released, and completes from the last bio's completion (i_dio_count drops before the event,
+   * as 3.10+). An extending write, a write cut by a hole, a request of several passes, or a failed
+   * submission is waited for synchronously, as the kernel does.
+   */
+  async aioDirect(op: "read" | "write", buffers: Uint8Array[], offset: number, syscall: string): Promise<Promise<number>> {
+    const fs = this.fs;
+    const inode = this.inode;
+    const target = this.dioTarget();
+    const append = op === "write" && (this.flags & O_APPEND) !== 0;
+    if (op === "write") this.checkWritable(syscall);
+    else this.checkReadable(syscall);
+    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const dioBits = dioBlockBits(target, buffers, append ? 0 : offset, syscall);
+    const extending = op === "write" && (append || offset + total > inode.size);
+    if (total === 0 || extending || passes(fs.disk, buffers, offset, fs.blockSize).length > 1) {
+      const res = op === "write" ? await this.directWrite(buffers, offset, syscall) : await this.directRead(buffers, offset, syscall);
+      return Promise.resolve(res);
+    }
+    const unlock = await inode.lock.lock();
+    let segments;
+    try {
+      fs.checkAlive(syscall);
+      if (op === "read" && offset >= inode.size) {
+        unlock();
+        return Promise.resolve(0);
+      }
+      await fs.writebackInode(inode, syscall);
+      if (op === "write") fs.invalidateRange(inode, offset, total);
+      segments = passSegments(fs.disk, buffers);
+    } catch (error) {
+      unlock();
+      throw error;
+    }
+    if (op === "write") for (const seg of segments.segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
+    inode.dioBegin();
+    let complete!: (result: DioResult) => void;
+    const completion = new Promise<DioResult>((resolve) => { complete = resolve; });
+    // dio_complete() for this request: bounces out and back, i_dio_count down, invalidate.
+    const finish = (r: DioResult): number => {
+      if (op === "read") {
+        let left = r.result;
+        for (const seg of segments.segments) {
+          const take = Math.min(left, seg.user.byteLength);
+          if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
+          left -= take;
+        }
+      }
+      segments.release();
+      inode.dioEnd();
+      if (op === "write" && r.ret > 0) {
+        fs.invalidateRange(inode, offset, r.ret);
+        inode.mtimeMs = inode.ctimeMs = Date.now();
+        fs.touchTimes(inode);
+      }
+      return r.ret;
+    };
+    let dio;
+    try {
+      dio = await dioStart(target, op, segments.segments, offset, dioBits, syscall, complete);
+    } catch (error) {
+      segments.release();
+      inode.dioEnd();
+      unlock();
+      throw error;
+    }
+    const queued = dio.submitError === 0 && dio.result > 0 && (op === "read" || dio.result === total);
+    if (queued) {
+      unlock();
+      dio.drop();
+      return completion.then(async (r) => {
+        const res = finish(r);
+        if (op === "write") await this.syncAfterWrite(res, syscall);
+        return res;
+      });
+    }
+    // Not queued: wait here for the bios; a write cut by a hole writes the rest buffered.
+    dio.drop();
+    let res: number;
+    try {
+      res = finish(await completion);
+      if (op === "write" && dio.holeAt && res >= 0 && res < total) {
+        const rest = new Uint8Array(total - res);
+        let at = 0;
+        let skip = res;
+        for (const b of buffers) {
+          const part = b.subarray(Math.min(skip, b.byteLength));
+          skip -= Math.min(skip, b.byteLength);
+          rest.set(part, at);
+          at += part.byteLength;
+        }
+        try {
+          const copied = await this.writeLocked(rest, offset + res, syscall);
+          await fs.writebackInode(inode, syscall);
+          fs.invalidateRange(inode, offset + res, copied);
+          res += copied;
+        } catch (error) {
+          if (res === 0) throw error;
+        }
+      }
+    } finally {
+      unlock();
+    }
+    if (op === "write") await this.syncAfterWrite(res, syscall);
+    return Promise.resolve(res);
   }
 
   private errnoError(errno: number, syscall: string): DioError {
