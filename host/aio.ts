@@ -162,11 +162,17 @@ export class AioContext {
     if (this.inflight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
+  /** Serves, in arrival order, every waiter whose minimum the ring now meets. */
   private serveWaiters(): void {
-    while (this.waiters.length > 0 && this.ring.length >= this.waiters[0].minNr) {
-      const waiter = this.waiters.shift()!;
-      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
-      waiter.resolve(this.ring.splice(0, waiter.nr));
+    for (let i = 0; i < this.waiters.length; ) {
+      const waiter = this.waiters[i];
+      if (this.ring.length >= waiter.minNr) {
+        this.waiters.splice(i, 1);
+        if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+        waiter.resolve(this.ring.splice(0, waiter.nr));
+      } else {
+        i++;
+      }
     }
   }
 
@@ -181,7 +187,11 @@ export class AioContext {
     if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs >= 0))) {
       return Promise.reject(new DioError("EINVAL", "io_getevents", `timeoutMs ${String(timeoutMs)} must be a non-negative number`));
     }
-    if (this.waiters.length === 0 && this.ring.length >= minNr) return Promise.resolve(this.ring.splice(0, nr));
+    if (this.destroyed && this.inflight === 0 && this.ring.length < Math.max(minNr, 1)) {
+      return Promise.reject(new DioError("EINVAL", "io_getevents", "the AIO context was destroyed"));
+    }
+    // A caller whose minimum is met now never waits behind another (min_nr 0 never blocks).
+    if (this.ring.length >= minNr) return Promise.resolve(this.ring.splice(0, nr));
     return new Promise((resolve) => {
       const waiter: Waiter = { minNr, nr, resolve };
       if (timeoutMs !== undefined) {

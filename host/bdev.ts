@@ -60,6 +60,7 @@ export class BlockDeviceHandle extends FileHandle {
       disk: this.disk, ino: 0, fsBits: Math.log2(this.disk.limits.logicalBlockSize), semantics: this.semantics,
       size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false,
       extended: () => undefined,
+      alive: (syscall) => this.devCheckOpen(syscall),
     };
   }
 

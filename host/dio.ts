@@ -35,6 +35,8 @@ export interface DioTarget {
   reclaim(syscall: string): Promise<boolean>;
   /** After each write pass: the data up to byte `end` is written (i_size may move). */
   extended(end: number): void;
+  /** Throws EIO when the filesystem or device died (a power cut) since the call began. */
+  alive(syscall: string): void;
 }
 
 /** One user segment, as the engine sees it: its address in the emulator's memory and length. */
@@ -246,6 +248,8 @@ export async function dioStart(
     if (refs <= 0) throw new Error("dioemu: a direct IO's reference dropped twice");
     if (--refs === 0) complete(finish());
   };
+  // Nothing maps or goes to the device for a filesystem or device that lost power meanwhile.
+  target.alive(syscall);
   // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
   segments = segments.filter((seg) => seg.user.byteLength > 0);
   if (segments.length === 0) return { drop, submitError: 0, result: 0, holeAt: false };
@@ -261,7 +265,10 @@ export async function dioStart(
   const opCode = op === "write" ? OP_WRITE : OP_READ;
   const run = () => core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, offset / 2 ** dioBits, iSizeAtSubmit, skipHoles, builder);
   let submitError = run();
-  if (submitError === -28 && op === "write" && (await target.reclaim(syscall))) submitError = run();
+  if (submitError === -28 && op === "write" && (await target.reclaim(syscall))) {
+    target.alive(syscall);
+    submitError = run();
+  }
   if (core.dio_new_blocks() !== 0) target.allocated();
   const bioCount = core.dio_bio_count();
   const result = core.dio_result_bytes();

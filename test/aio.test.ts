@@ -295,4 +295,66 @@ test("when an AIO event is visible, i_dio_count has already dropped (30, 3.10+ o
   await disk.close();
 });
 
+test("a queued write that a truncate overtakes is carried out as the extending write it became", async () => {
+  const { disk, fh } = await prefilled(2);
+  const ctx = ioSetup(4);
+  const w = disk.alloc(8192);
+  w.fill(0x22);
+  ctx.submit([{ opcode: "pwrite", fh, buf: w, offset: 0 }]);
+  const truncated = fh.truncate(0);
+  const [event] = await ctx.getEvents(1, 1);
+  await truncated;
+  assert.is(event.res, 8192);
+  assert.is((await fh.stat()).size, 8192, "the write extended the truncated file");
+  const back = disk.alloc(8192);
+  await fh.read(back, 0, 8192, 0);
+  assert.ok(back.every((x) => x === 0x22));
+  await ctx.destroy();
+  await disk.close();
+});
+
+test("an AIO accepted just before a power cut fails with EIO and never reaches the disk", async () => {
+  for (let turns = 0; turns <= 6; turns++) {
+    const { disk, fh } = await fresh(20);
+    const old = disk.alloc(1 << 16);
+    old.fill(0x11);
+    await fh.write(old, 0, old.length, 0);
+    await fh.sync();
+    const ctx = ioSetup(4);
+    ctx.submit([{ opcode: "pwrite", fh, buf: new Uint8Array(4096).fill(0x77), offset: 0 }]);
+    for (let i = 0; i < turns; i++) await Promise.resolve();
+    await disk.crash();
+    const [event] = await ctx.getEvents(1, 1);
+    await ctx.destroy();
+    const again = await mount(disk);
+    const f = await again.open("f", O_RDWR | O_DIRECT);
+    const back = disk.alloc(4096);
+    await f.read(back, 0, 4096, 0);
+    if (event.res === -5) assert.is(back[0], 0x11, `after ${turns} turns: a failed write left no data`);
+    else assert.unreachable(`after ${turns} turns the write was reported done (${event.res}) though the power was cut first`);
+    await disk.close();
+  }
+});
+
+test("getEvents serves every caller whose minimum is met, whoever came first", async () => {
+  const { disk, fh } = await prefilled(1);
+  const ctx = ioSetup(8);
+  const waitingForThree = ctx.getEvents(3, 3, 200);
+  ctx.submit([{ opcode: "pread", fh, buf: disk.alloc(4096), offset: 0 }]);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const started = Date.now();
+  const now = await ctx.getEvents(1, 8, 1000);
+  assert.is(now.length, 1);
+  assert.ok(Date.now() - started < 500, "the caller needing one event did not wait behind the one needing three");
+  assert.equal(await waitingForThree, []);
+  await ctx.destroy();
+  try {
+    await ctx.getEvents(1, 1);
+    assert.unreachable("getEvents on a destroyed, drained context waited");
+  } catch (error) {
+    assert.is((error as DioError).code, "EINVAL");
+  }
+  await disk.close();
+});
+
 test.run();

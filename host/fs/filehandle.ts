@@ -283,6 +283,7 @@ export class FileHandle {
           fs.touchData(inode);
         }
       },
+      alive: (syscall) => fs.checkAlive(syscall),
     };
   }
 
@@ -424,6 +425,12 @@ export class FileHandle {
     let segments;
     try {
       fs.checkAlive(syscall);
+      // Decided again under the lock: a truncate that got the lock first may have made this
+      // write extending, and an extending write is carried out synchronously.
+      if (op === "write" && offset + total > inode.size) {
+        unlock();
+        return Promise.resolve(await this.directWrite(buffers, offset, syscall));
+      }
       if (op === "read" && offset >= inode.size) {
         unlock();
         return Promise.resolve(0);
