@@ -77,8 +77,7 @@ export class BlockQueue {
 
   /** Submits a bio; its endIo runs later with 0 or -errno. Throws DioError EINVAL when malformed. */
   submitBio(bio: Bio): void {
-    const bits = this.checkBio(bio);
-    const bytes = bio.segments.reduce((sum, seg) => sum + (seg.length ?? seg.buf.byteLength - (seg.offset ?? 0)), 0);
+    const { bits, bytes } = this.checkBio(bio);
     if (bio.op === "flush") {
       Atomics.add(this.statView, 0, 1n); // STAT_BIOS: every bio counts, flushes included
       this.tracer.emit("Q", "flush", 0, 0, traceFlags(bio.flags), this.device.now);
@@ -104,7 +103,8 @@ export class BlockQueue {
     });
   }
 
-  private checkBio(bio: Bio): number {
+  /** Checks a bio; returns its flag bits and its length in bytes (counted once, here). */
+  private checkBio(bio: Bio): { bits: number; bytes: number } {
     if (bio === null || typeof bio !== "object") throw invalid("a bio must be an object");
     if (bio.op !== "read" && bio.op !== "write" && bio.op !== "flush") throw invalid(`op ${String(bio.op)} must be read, write or flush`);
     let bits = 0;
@@ -115,7 +115,7 @@ export class BlockQueue {
     if (!Array.isArray(bio.segments)) throw invalid("segments must be an array");
     if (bio.op === "flush") {
       if (bio.segments.length !== 0) throw invalid("a flush bio carries no data segments");
-      return bits;
+      return { bits, bytes: 0 };
     }
     if (!Number.isInteger(bio.sector) || bio.sector < 0) throw invalid(`sector ${String(bio.sector)} must be a non-negative integer`);
     if (bio.segments.length === 0) throw invalid(`a ${bio.op} bio needs at least one segment`);
@@ -141,7 +141,7 @@ export class BlockQueue {
     if ((bio.sector * SECTOR_BYTES) % this.limits.logicalBlockSize !== 0) {
       throw invalid(`sector ${bio.sector} is not aligned to the ${this.limits.logicalBlockSize}-byte logical block size`);
     }
-    return bits;
+    return { bits, bytes };
   }
 
   /** A power cut: bios still waiting for bvec slots were in flight; they fail with EIO. */

@@ -5,6 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Disk, formatBlkparse, type QueueLimits, type TraceRecord } from "../host/index.js";
 import { DurabilityModel, INITIAL } from "./model/durability-model.js";
+import { Rng as BaseRng } from "./util/random.js";
 
 const SECTOR_BYTES = 512;
 const WORDS_PER_SECTOR = SECTOR_BYTES / 4;
@@ -23,31 +24,24 @@ type WriteFlag = "FUA" | "PREFLUSH";
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** The test's own seeded PRNG (mulberry32) for workloads; each disk has its own for the device. */
-class Rng {
-  private state: number;
+/** The shared PRNG (mulberry32), salted as this file always was, with its own integer mapping
+ *  (a modulo), so that every seed keeps the workload it has always had. */
+class Rng extends BaseRng {
   constructor(seed: number) {
-    this.state = (seed ^ 0x5bd1e995) >>> 0;
-  }
-  u32(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
+    super(seed ^ 0x5bd1e995);
   }
   /** Uniform in [0, 1). */
   next(): number {
     return this.u32() / 2 ** 32;
   }
   /** Uniform integer in [min, max]. */
-  int(min: number, max: number): number {
+  override int(min: number, max: number): number {
     return min + (this.u32() % (max - min + 1));
   }
-  chance(p: number): boolean {
+  override chance(p: number): boolean {
     return this.next() < p;
   }
-  pick<T>(items: readonly T[]): T {
+  override pick<T>(items: readonly T[]): T {
     return items[this.u32() % items.length];
   }
 }

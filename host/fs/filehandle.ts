@@ -369,23 +369,7 @@ export class FileHandle {
         // The rest goes through the page cache, is written back and invalidated (3.x
         // __generic_file_aio_write); the call still returns the full count, or, if the buffered
         // part fails, what the direct part wrote.
-        const rest = new Uint8Array(total - done);
-        let offset = 0;
-        let skip = done;
-        for (const b of buffers) {
-          const part = b.subarray(Math.min(skip, b.byteLength));
-          skip -= Math.min(skip, b.byteLength);
-          rest.set(part, offset);
-          offset += part.byteLength;
-        }
-        try {
-          const copied = await this.writeLocked(rest, from + done, syscall);
-          await fs.writebackInode(inode, syscall);
-          fs.invalidateRange(inode, from + done, copied);
-          done += copied;
-        } catch (error) {
-          if (done === 0) throw error;
-        }
+        done = await this.writeRestBuffered(buffers, from, done, syscall);
       }
       fs.invalidateRange(inode, from, done);
       if (done > 0) {
@@ -490,29 +474,42 @@ export class FileHandle {
     try {
       res = finish(await completion);
       if (op === "write" && dio.holeAt && res >= 0 && res < total) {
-        const rest = new Uint8Array(total - res);
-        let at = 0;
-        let skip = res;
-        for (const b of buffers) {
-          const part = b.subarray(Math.min(skip, b.byteLength));
-          skip -= Math.min(skip, b.byteLength);
-          rest.set(part, at);
-          at += part.byteLength;
-        }
-        try {
-          const copied = await this.writeLocked(rest, offset + res, syscall);
-          await fs.writebackInode(inode, syscall);
-          fs.invalidateRange(inode, offset + res, copied);
-          res += copied;
-        } catch (error) {
-          if (res === 0) throw error;
-        }
+        res = await this.writeRestBuffered(buffers, offset, res, syscall);
       }
     } finally {
       unlock();
     }
     if (op === "write") await this.syncAfterWrite(res, syscall);
     return Promise.resolve(res);
+  }
+
+  /**
+   * The hole fallback (spec 2.8, 3.x __generic_file_aio_write): what the direct part did not write
+   * (`buffers` past their first `done` bytes) goes through the page cache at `from + done`, is
+   * written back and invalidated. Returns the call's count: all of it, or, if the buffered part
+   * fails, what the direct part wrote (an error only when that was nothing). Inode lock held.
+   */
+  private async writeRestBuffered(buffers: Uint8Array[], from: number, done: number, syscall: string): Promise<number> {
+    const fs = this.fs;
+    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const rest = new Uint8Array(total - done);
+    let at = 0;
+    let skip = done;
+    for (const b of buffers) {
+      const part = b.subarray(Math.min(skip, b.byteLength));
+      skip -= Math.min(skip, b.byteLength);
+      rest.set(part, at);
+      at += part.byteLength;
+    }
+    try {
+      const copied = await this.writeLocked(rest, from + done, syscall);
+      await fs.writebackInode(this.inode, syscall);
+      fs.invalidateRange(this.inode, from + done, copied);
+      return done + copied;
+    } catch (error) {
+      if (done === 0) throw error;
+      return done;
+    }
   }
 
   private errnoError(errno: number, syscall: string): DioError {

@@ -489,20 +489,6 @@ export class Filesystem {
     return { diskBlock: core.fs_map_disk_block() >>> 0, count: core.fs_map_block_count() >>> 0, flags };
   }
 
-  /**
-   * @internal get_block that, on ENOSPC, first commits to release blocks freed since the last
-   * commit, then retries once.
-   */
-  async getBlock(inode: Inode, fileBlock: number, maxBlocks: number, create: boolean, syscall: string): Promise<{ diskBlock: number; count: number; flags: number }> {
-    try {
-      return this.mapBlocks(inode, fileBlock, maxBlocks, create, syscall);
-    } catch (error) {
-      if (!(error instanceof DioError) || error.code !== "ENOSPC" || this.pendingFree.length === 0) throw error;
-      await this.commit(syscall);
-      return this.mapBlocks(inode, fileBlock, maxBlocks, create, syscall);
-    }
-  }
-
   /** @internal Unmaps file blocks from `fromBlock` on; the freed runs wait for the next commit. */
   truncateBlocks(inode: Inode, fromBlock: number): void {
     const core = this.disk.core;
