@@ -3,10 +3,10 @@
 // order from the completion path. see: fs/aio.c; spec 7.1.
 //
 // An O_DIRECT iocb on a file is queued as the kernel queues it (-EIOCBQUEUED: submitted, i_mutex
-// released, completed by its last bio) or carried out synchronously where the kernel does so (an
-// extending write, a hole, a failed submission); other iocbs run through their FileHandle. Not yet
-// here (issue 5): the patch's deferred sync on the per-superblock flush queue and the four
-// semantics' orders (an O_DSYNC file's AIO write syncs before its event, as 3.11+).
+// released, completed by its last bio or by the filesystem's completion queue, in the order of the
+// mount's semantics: FileHandle.aioDirect) or carried out synchronously where the kernel does so
+// (an extending write, a hole, a failed submission); other iocbs (buffered files, the raw device)
+// run through their FileHandle, with a per-iocb RWF_(D)SYNC sync before the event.
 import { DioError } from "./errors.js";
 import { O_ACCMODE, O_DIRECT, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC } from "./constants.js";
 import { FileHandle } from "./fs/filehandle.js";
@@ -102,48 +102,53 @@ export class AioContext {
 
   /** Runs one request and posts its event, from the completion path (never io_submit's stack). */
   private async run(iocb: Iocb): Promise<void> {
-    let res: number;
+    let posted = false;
+    const complete = (res: number): void => {
+      if (posted) throw new Error("dioemu: an iocb completed twice");
+      posted = true;
+      this.inflight--;
+      this.post({ data: iocb.data, obj: iocb, res, res2: 0 });
+    };
     try {
       // Let io_submit return before the request's own completion can run.
       await Promise.resolve();
-      res = await this.perform(iocb);
+      await this.perform(iocb, complete);
     } catch (error) {
-      res = error instanceof DioError ? error.errno : -5;
+      if (posted) throw error;
+      complete(error instanceof DioError ? error.errno : -5);
     }
-    this.inflight--;
-    this.post({ data: iocb.data, obj: iocb, res, res2: 0 });
   }
 
-  private async perform(iocb: Iocb): Promise<number> {
+  private async perform(iocb: Iocb, complete: (res: number) => void): Promise<void> {
     const { fh } = iocb;
     const offset = iocb.offset ?? 0;
     const rw = iocb.opcode === "pread" || iocb.opcode === "preadv" || iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
     if (rw && (fh.flags & O_DIRECT) !== 0 && !(fh instanceof BlockDeviceHandle)) {
-      // O_DIRECT on a file: queued when the kernel would queue it, completed by its last bio.
+      // O_DIRECT on a file: queued when the kernel would queue it, completed by its last bio or
+      // by the filesystem's completion queue, which posts the event itself (per semantics).
       const op = iocb.opcode === "pread" || iocb.opcode === "preadv" ? "read" : "write";
       const buffers = iocb.buf !== undefined && (iocb.opcode === "pread" || iocb.opcode === "pwrite") ? [iocb.buf] : iocb.bufs!;
-      const syscall = "io_submit";
-      const res = await (await fh.aioDirect(op, buffers, offset, syscall));
-      return this.syncPerIocb(iocb, res);
+      await fh.aioDirect(op, buffers, offset, iocb.rwFlags ?? 0, iocb, "io_submit", complete);
+      return;
     }
     switch (iocb.opcode) {
       case "pread":
-        return (await fh.read(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesRead;
+        return complete((await fh.read(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesRead);
       case "preadv":
-        return (await fh.readv(iocb.bufs!, offset)).bytesRead;
+        return complete((await fh.readv(iocb.bufs!, offset)).bytesRead);
       case "pwrite":
       case "pwritev": {
         const written = iocb.opcode === "pwrite"
           ? (await fh.write(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesWritten
           : (await fh.writev(iocb.bufs!, offset)).bytesWritten;
-        return this.syncPerIocb(iocb, written);
+        return complete(await this.syncPerIocb(iocb, written));
       }
       case "fsync":
         await fh.sync();
-        return 0;
+        return complete(0);
       case "fdsync":
         await fh.datasync();
-        return 0;
+        return complete(0);
     }
   }
 

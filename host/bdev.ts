@@ -61,6 +61,7 @@ export class BlockDeviceHandle extends FileHandle {
       size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false,
       extended: () => undefined,
       alive: (syscall) => this.devCheckOpen(syscall),
+      metadataDirty: () => false,
     };
   }
 

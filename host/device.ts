@@ -184,6 +184,16 @@ export class Device {
     else this.onIdle?.();
   }
 
+  /** A flush run elsewhere (the flush worker) shows in the trace as this device's flushes do. */
+  traceFlush(action: "Q" | "D" | "C", status: number): void {
+    this.tracer.emit(action, "flush", 0, 0, [], this.now, action === "C" ? status : undefined);
+  }
+
+  /** The -errno a fault rule injects into the next flush (using one of its times), or 0. */
+  takeFlushFault(): number {
+    return this.injectedFault({ kind: "flush", sector: 0, sectors: 0, bvecIndex: 0, bvecDone: 0, fua: false, flags: [], done: () => undefined });
+  }
+
   /** The -errno of the first fault rule that matches `request` (using one of its times), or 0. */
   private injectedFault(request: DeviceRequest): number {
     const index = this.faults.findIndex((rule) => rule.op === request.kind && (request.kind === "flush" ||

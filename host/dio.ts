@@ -37,6 +37,16 @@ export interface DioTarget {
   extended(end: number): void;
   /** Throws EIO when the filesystem or device died (a power cut) since the call began. */
   alive(syscall: string): void;
+  /** The inode's metadata needs a commit before its data can be read back (IOMAP_F_DIRTY): a
+   *  write-through (FUA) write alone would not make it durable. */
+  metadataDirty(): boolean;
+}
+
+/** Per-call switches of the engine. */
+export interface DioOptions {
+  /** iomap's WRITE_THROUGH (an O_DSYNC write, spec 6.3): a pure overwrite of mapped blocks, on a
+   *  device with FUA or without a volatile cache, goes out as FUA writes and needs no sync. */
+  writeThrough?: boolean;
 }
 
 /** One user segment, as the engine sees it: its address in the emulator's memory and length. */
@@ -138,6 +148,8 @@ export interface DioRun {
   error: number;
   /** A write stopped at a hole inside i_size: the caller writes the rest buffered. */
   holeAt: boolean;
+  /** Every pass went out as FUA writes (write-through): the data is durable, no sync is needed. */
+  fua: boolean;
 }
 
 /**
@@ -147,18 +159,20 @@ export interface DioRun {
  */
 export async function dioRun(
   target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
-  syscall: string, afterSubmit: () => void,
+  syscall: string, afterSubmit: () => void, options: DioOptions = {},
 ): Promise<DioRun> {
   const list = passes(target.disk, buffers, from, 2 ** target.fsBits);
   let done = 0;
+  let fua = options.writeThrough === true;
   try {
     for (const [index, passBuffers] of list.entries()) {
       const last = index === list.length - 1;
       const { segments, release } = passSegments(target.disk, passBuffers);
       try {
         if (op === "write") for (const seg of segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
-        const pass = await dioPass(target, op, segments, from + done, dioBits, syscall, last ? afterSubmit : () => undefined);
-        if (pass.ret < 0) return { done, error: pass.ret, holeAt: false };
+        const pass = await dioPass(target, op, segments, from + done, dioBits, syscall, last ? afterSubmit : () => undefined, options);
+        if (pass.ret < 0) return { done, error: pass.ret, holeAt: false, fua: false };
+        fua &&= pass.fua;
         if (op === "read") {
           // What the pass set up (data and zero-filled holes) goes back to the caller's buffers.
           let left = pass.result;
@@ -170,14 +184,14 @@ export async function dioRun(
         }
         done += pass.ret;
         if (op === "write" && pass.ret > 0) target.extended(from + done);
-        if (pass.stop === -ENOTBLK) return { done, error: 0, holeAt: true };
+        if (pass.stop === -ENOTBLK) return { done, error: 0, holeAt: true, fua: false };
         const bytes = passBuffers.reduce((sum, b) => sum + b.byteLength, 0);
-        if (pass.ret < bytes || pass.eof) return { done, error: 0, holeAt: false };
+        if (pass.ret < bytes || pass.eof) return { done, error: 0, holeAt: false, fua };
       } finally {
         release();
       }
     }
-    return { done, error: 0, holeAt: false };
+    return { done, error: 0, holeAt: false, fua: done > 0 && fua };
   } finally {
     afterSubmit();
   }
@@ -212,6 +226,8 @@ export interface DioResult {
   stop: number;
   /** A read reached end of file. */
   eof: boolean;
+  /** Every bio went out FUA (iomap write-through survived): no sync is needed. */
+  fua: boolean;
 }
 
 /**
@@ -227,32 +243,36 @@ export interface DioInFlight {
   submitError: number;
   result: number;
   holeAt: boolean;
+  /** The bios went out FUA (write-through). */
+  fua: boolean;
 }
 
 /**
  * Maps one pass at `offset` (aligned to 1 << dioBits) and submits its bios; `complete` runs once,
- * with the result of dio_complete(), when the last reference drops. Locking, i_dio_count and
- * i_size are the caller's. see: fs/direct-io.c do_blockdev_direct_IO(), dio_bio_end_io(),
+ * with the result of dio_complete(), when the last reference drops: `fromBio` is true when a bio's
+ * completion dropped it (the asynchronous completion), false when the submitter did. Locking,
+ * i_dio_count and i_size are the caller's. see: fs/direct-io.c do_blockdev_direct_IO(), dio_bio_end_io(),
  * dio_complete().
  */
 export async function dioStart(
   target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
-  syscall: string, complete: (result: DioResult) => void,
+  syscall: string, complete: (result: DioResult, fromBio: boolean) => void, options: DioOptions = {},
 ): Promise<DioInFlight> {
   const { disk } = target;
   const core = disk.core;
   let refs = 1;
   let ioError = 0;
-  let finish = (): DioResult => ({ ret: 0, result: 0, stop: 0, eof: false });
-  const drop = (): void => {
+  let finish = (): DioResult => ({ ret: 0, result: 0, stop: 0, eof: false, fua: false });
+  const release = (fromBio: boolean): void => {
     if (refs <= 0) throw new Error("dioemu: a direct IO's reference dropped twice");
-    if (--refs === 0) complete(finish());
+    if (--refs === 0) complete(finish(), fromBio);
   };
+  const drop = (): void => release(false);
   // Nothing maps or goes to the device for a filesystem or device that lost power meanwhile.
   target.alive(syscall);
   // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
   segments = segments.filter((seg) => seg.user.byteLength > 0);
-  if (segments.length === 0) return { drop, submitError: 0, result: 0, holeAt: false };
+  if (segments.length === 0) return { drop, submitError: 0, result: 0, holeAt: false, fua: false };
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
   const { buffer, iov, bvecs, bios: bioTable } = views(disk);
   segments.forEach((seg, i) => {
@@ -273,6 +293,11 @@ export async function dioStart(
   const bioCount = core.dio_bio_count();
   const result = core.dio_result_bytes();
   const stop = core.dio_stop();
+  // iomap write-through: only a pure overwrite (nothing newly allocated, no metadata awaiting a
+  // commit) on a device that makes FUA writes durable; otherwise the dio needs its sync.
+  const limits = disk.limits;
+  const fua = op === "write" && options.writeThrough === true && submitError === 0 && result > 0 &&
+    core.dio_new_blocks() === 0 && !target.metadataDirty() && (limits.fua || !limits.writeCache);
   // Read the bios out of the core's tables before anything else can map.
   const bios: { sector: number; segments: BioSegment[] }[] = [];
   for (let k = 0; k < bioCount; k++) {
@@ -293,10 +318,11 @@ export async function dioStart(
     // dio_complete(): the submission error, then page errors (none here), then the IO error,
     // then the count.
     const ret = submitError !== 0 ? submitError : ioError !== 0 ? ioError : transferred;
-    return { ret, result, stop: stop === -ENOTBLK ? -ENOTBLK : 0, eof: stop === STOP_EOF };
+    return { ret, result, stop: stop === -ENOTBLK ? -ENOTBLK : 0, eof: stop === STOP_EOF, fua };
   };
-  // Submit every bio (WRITE_ODIRECT: SYNC, never FUA or PREFLUSH), each holding a reference.
-  const flags = op === "write" ? (["SYNC"] as const) : ([] as const);
+  // Submit every bio (WRITE_ODIRECT: SYNC, never PREFLUSH; FUA only for iomap write-through),
+  // each holding a reference.
+  const flags = op === "write" ? (fua ? (["SYNC", "FUA"] as const) : (["SYNC"] as const)) : ([] as const);
   refs += bios.length;
   for (const bio of bios) {
     disk.queue.submitBio({
@@ -304,11 +330,11 @@ export async function dioStart(
       endIo: (status) => {
         // One failed bio fails the whole call with EIO (no partial count).
         if (status !== 0) ioError = -5;
-        drop();
+        release(true);
       },
     });
   }
-  return { drop, submitError, result, holeAt: stop === -ENOTBLK };
+  return { drop, submitError, result, holeAt: stop === -ENOTBLK, fua };
 }
 
 /**
@@ -317,11 +343,11 @@ export async function dioStart(
  */
 export async function dioPass(
   target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
-  syscall: string, afterSubmit: () => void,
+  syscall: string, afterSubmit: () => void, options: DioOptions = {},
 ): Promise<DioResult> {
   let resolve!: (result: DioResult) => void;
   const completed = new Promise<DioResult>((r) => { resolve = r; });
-  const dio = await dioStart(target, op, segments, offset, dioBits, syscall, resolve);
+  const dio = await dioStart(target, op, segments, offset, dioBits, syscall, (r) => resolve(r), options);
   afterSubmit();
   // The submitter drops its reference last when every bio already completed: then it completes.
   dio.drop();

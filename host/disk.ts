@@ -109,6 +109,7 @@ export class Disk {
   private crashes = 0;
   /** @internal The filesystem mounted on this disk, if any (one at a time). */
   mounted: { powerCut(): void } | undefined;
+  private readonly powerCutHooks: (() => void)[] = [];
 
   private constructor(init: {
     size: number; limits: QueueLimits; seed: number; executor: "worker" | "inline"; memory: WebAssembly.Memory;
@@ -260,6 +261,12 @@ export class Disk {
     const seed = (this.seed * 0x9e3779b1 + this.crashes * 0x85ebca6b + this.prng.nextU32()) >>> 0;
     this.device.powerCut(seed, opts.torn === true);
     this.queue.failWaiting(-5);
+    for (const hook of this.powerCutHooks) hook();
+  }
+
+  /** @internal Runs `hook` at every power cut, after the device dropped its cache. */
+  onPowerCut(hook: () => void): void {
+    this.powerCutHooks.push(hook);
   }
 
   /**

@@ -186,6 +186,7 @@ test("whoever drops the last reference completes the dio: the last bio, or the s
   const target = {
     disk, ino: 0, fsBits: 9, semantics: "seed" as const, size: () => disk.size, skipHoles: false,
     allocated: () => undefined, reclaim: async () => false, extended: () => undefined, alive: () => undefined,
+    metadataDirty: () => false,
   };
   const buf = disk.alloc(8192);
   const segments = [{ user: buf, addr: buf.byteOffset }];
@@ -193,8 +194,10 @@ test("whoever drops the last reference completes the dio: the last bio, or the s
     let completedBy = "";
     let inDrop = false;
     let result = 0;
-    const dio = await dioStart(target, "write", segments, 0, 9, "pwrite64", (r) => {
+    let fromBio: boolean | undefined;
+    const dio = await dioStart(target, "write", segments, 0, 9, "pwrite64", (r, byBio) => {
       completedBy = inDrop ? "submitter" : "bio completion";
+      fromBio = byBio;
       result = r.ret;
     });
     // Either let every bio complete first, or drop at once.
@@ -205,6 +208,7 @@ test("whoever drops the last reference completes the dio: the last bio, or the s
     inDrop = false;
     for (let i = 0; i < 20 && completedBy === ""; i++) await new Promise((resolve) => setImmediate(resolve));
     assert.is(completedBy, submitterLast ? "submitter" : "bio completion");
+    assert.is(fromBio, !submitterLast, "the completion says who dropped the last reference");
     assert.is(result, 8192);
     assert.throws(() => dio.drop(), /twice/);
   }

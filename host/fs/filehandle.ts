@@ -2,10 +2,13 @@
 // Without O_DIRECT, IO goes through the page cache (buffered IO): reads fill it, writes dirty it
 // with blocks reserved for delayed allocation, and O_SYNC / O_DSYNC / IS_SYNC writes sync.
 import { DioError, type ErrnoName } from "../errors.js";
-import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, __O_SYNC } from "../constants.js";
+import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC, __O_SYNC } from "../constants.js";
 import { dioBlockBits, dioRun, dioStart, passes, passSegments, type DioResult, type DioTarget } from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
-import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats } from "./filesystem.js";
+import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork } from "./filesystem.js";
+
+/** -EIOCBQUEUED: what direct_IO returns for a queued AIO (the legacy caller synced with it). */
+const EIOCBQUEUED = 529;
 import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
 
 
@@ -284,6 +287,7 @@ export class FileHandle {
         }
       },
       alive: (syscall) => fs.checkAlive(syscall),
+      metadataDirty: () => fs.metadataDirty(inode),
     };
   }
 
@@ -332,7 +336,7 @@ export class FileHandle {
    * invalidated), the call returning the full count; invalidate again; i_size after the data;
    * i_dio_count down; then the O_SYNC/O_DSYNC sync.
    */
-  private async directWrite(buffers: Uint8Array[], at: number | null, syscall: string): Promise<number> {
+  private async directWrite(buffers: Uint8Array[], at: number | null, syscall: string, rwFlags = 0): Promise<number> {
     const fs = this.fs;
     const inode = this.inode;
     const target = this.dioTarget();
@@ -341,9 +345,21 @@ export class FileHandle {
     // the lock (the position given is ignored), so it is checked there.
     if (!append) dioBlockBits(target, buffers, at ?? this.position, syscall);
     const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const dsync = this.isDsync(rwFlags);
+    const datasync = !this.isFullSync(rwFlags);
+    // The seed allocates its sync-work record for every dsync direct write, synchronous ones too
+    // (spec 3.1b); the submitter completes the dio and frees it unused (assertion 34).
+    let work: SyncWork | null = null;
+    if (fs.semantics === "seed" && dsync) {
+      await fs.initDioQueue(syscall);
+      work = fs.allocSyncWork(inode, at ?? this.position, syscall);
+    }
+    let fua = false;
+    let syncFrom = 0;
     const written = await inode.lock.run(async () => {
       fs.checkAlive(syscall);
       const from = append ? inode.size : at ?? this.position;
+      syncFrom = from;
       const dioBits = dioBlockBits(target, buffers, from, syscall);
       if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
       if (from + total > inode.size) await fs.zeroEofTail(inode, syscall);
@@ -352,10 +368,14 @@ export class FileHandle {
       inode.dioBegin();
       let run;
       try {
-        run = await dioRun(target, "write", buffers, from, dioBits, syscall, () => undefined);
+        run = await dioRun(target, "write", buffers, from, dioBits, syscall, () => undefined, { writeThrough: fs.semantics === "iomap" && dsync && datasync });
       } finally {
         inode.dioEnd();
+        fs.dioStep("dio_end", inode, from);
+        if (work !== null) fs.freeSyncWork(work, inode);
+        work = null;
       }
+      fua = run.fua;
       let done = run.done;
       if (done > 0 && from + done > inode.size) {
         inode.size = from + done;
@@ -378,20 +398,31 @@ export class FileHandle {
       }
       if (at === null) this.position = from + done;
       return done;
+    }).finally(() => {
+      if (work !== null) fs.freeSyncWork(work, inode);
     });
-    await this.syncAfterWrite(written, syscall);
-    return written;
+    // The caller syncs (6.1): datasync for O_DSYNC and IS_SYNC inodes, full for O_SYNC; not after
+    // a write-through (iomap FUA) write. Its error replaces the count.
+    const res = await this.callerSync(written, syncFrom, dsync, datasync, fua, syscall);
+    if (res < 0) throw DioError.fromErrno(res, syscall, `the sync after the direct write failed with errno ${-res}`);
+    return res;
   }
 
   /**
-   * @internal AIO on an O_DIRECT file (spec 2.4, 2.12): resolves when io_submit's part is done,
-   * with a promise of the event's res. A request that is queued (-EIOCBQUEUED: async, set up
-   * whole or a read, no submission error) returns once its bios are submitted and i_mutex is
-   * released, and completes from the last bio's completion (i_dio_count drops before the event,
-   * as 3.10+). An extending write, a write cut by a hole, a request of several passes, or a failed
-   * submission is waited for synchronously, as the kernel does.
+   * @internal AIO on an O_DIRECT file (spec 2.4, 2.12, 3, 4, 6.3, 7): resolves when io_submit's
+   * part is done; `post(res)` is aio_complete(), called exactly once, when the event is posted.
+   *
+   * A request is queued (-EIOCBQUEUED: async, set up whole or a read, no submission error) once
+   * its bios are submitted and the inode lock is released; the last bio's completion then
+   * completes it, in the order its semantics prescribe (completeQueued()). An extending write, a
+   * write cut by a hole, a request of several passes, a failed submission, or one whose bios all
+   * completed before the submitter let go, is completed by the submitter: for a dsync write the
+   * caller syncs (a positive count) and then the AIO core posts the event.
    */
-  async aioDirect(op: "read" | "write", buffers: Uint8Array[], offset: number, syscall: string): Promise<Promise<number>> {
+  async aioDirect(
+    op: "read" | "write", buffers: Uint8Array[], offset: number, rwFlags: number, iocb: unknown, syscall: string,
+    post: (res: number) => void,
+  ): Promise<void> {
     const fs = this.fs;
     const inode = this.inode;
     const target = this.dioTarget();
@@ -400,87 +431,289 @@ export class FileHandle {
     else this.checkReadable(syscall);
     const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
     const dioBits = dioBlockBits(target, buffers, append ? 0 : offset, syscall);
-    const extending = op === "write" && (append || offset + total > inode.size);
-    if (total === 0 || extending || passes(fs.disk, buffers, offset, fs.blockSize).length > 1) {
-      const res = op === "write" ? await this.directWrite(buffers, offset, syscall) : await this.directRead(buffers, offset, syscall);
-      return Promise.resolve(res);
-    }
-    const unlock = await inode.lock.lock();
-    let segments;
-    try {
-      fs.checkAlive(syscall);
-      // Decided again under the lock: a truncate that got the lock first may have made this
-      // write extending, and an extending write is carried out synchronously.
-      if (op === "write" && offset + total > inode.size) {
-        unlock();
-        return Promise.resolve(await this.directWrite(buffers, offset, syscall));
-      }
-      if (op === "read" && offset >= inode.size) {
-        unlock();
-        return Promise.resolve(0);
-      }
-      await fs.writebackInode(inode, syscall);
-      if (op === "write") fs.invalidateRange(inode, offset, total);
-      segments = passSegments(fs.disk, buffers);
-    } catch (error) {
-      unlock();
-      throw error;
-    }
-    if (op === "write") for (const seg of segments.segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
-    inode.dioBegin();
-    let complete!: (result: DioResult) => void;
-    const completion = new Promise<DioResult>((resolve) => { complete = resolve; });
-    // dio_complete() for this request: bounces out and back, i_dio_count down, invalidate.
-    const finish = (r: DioResult): number => {
-      if (op === "read") {
-        let left = r.result;
-        for (const seg of segments.segments) {
-          const take = Math.min(left, seg.user.byteLength);
-          if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
-          left -= take;
-        }
-      }
-      segments.release();
-      inode.dioEnd();
-      if (op === "write" && r.ret > 0) {
-        fs.invalidateRange(inode, offset, r.ret);
-        inode.mtimeMs = inode.ctimeMs = Date.now();
-        fs.touchTimes(inode);
-      }
-      return r.ret;
+    const dsync = op === "write" && this.isDsync(rwFlags);
+    const datasync = !this.isFullSync(rwFlags);
+    const sem = fs.semantics;
+    const synchronous = async (): Promise<void> => {
+      post(op === "write" ? await this.directWrite(buffers, offset, syscall, rwFlags) : await this.directRead(buffers, offset, syscall));
     };
-    let dio;
-    try {
-      dio = await dioStart(target, op, segments.segments, offset, dioBits, syscall, complete);
-    } catch (error) {
-      segments.release();
-      inode.dioEnd();
-      unlock();
-      throw error;
+    const extending = op === "write" && (append || offset + total > inode.size);
+    if (total === 0 || extending || passes(fs.disk, buffers, offset, fs.blockSize).length > 1) return synchronous();
+    // Setup that may allocate, before the inode lock: the seed's queue and record for a dsync
+    // write (3.1: before is_async is even known), 3.11's queue for an async dsync write (4), and
+    // iomap's for every async write (4.14 on: a file with cached pages defers its completion).
+    let work: SyncWork | null = null;
+    if (sem === "seed" && dsync) {
+      await fs.initDioQueue(syscall);
+      work = fs.allocSyncWork(inode, offset, syscall);
+      work.iocb = iocb;
+    } else if ((sem === "merged" && dsync) || (sem === "iomap" && op === "write")) {
+      await fs.initDioQueue(syscall);
     }
-    const queued = dio.submitError === 0 && dio.result > 0 && (op === "read" || dio.result === total);
-    if (queued) {
-      unlock();
-      dio.drop();
-      return completion.then(async (r) => {
-        const res = finish(r);
-        if (op === "write") await this.syncAfterWrite(res, syscall);
-        return res;
-      });
-    }
-    // Not queued: wait here for the bios; a write cut by a hole writes the rest buffered.
-    dio.drop();
-    let res: number;
+    // The record is the queue's once a queued completion owns it; otherwise freed here.
+    let recordOwned = false;
     try {
-      res = finish(await completion);
-      if (op === "write" && dio.holeAt && res >= 0 && res < total) {
-        res = await this.writeRestBuffered(buffers, offset, res, syscall);
+      const unlock = await inode.lock.lock();
+      let segments;
+      try {
+        fs.checkAlive(syscall);
+        // Decided again under the lock: a truncate that got the lock first may have made this
+        // write extending, and an extending write is carried out synchronously.
+        if ((op === "write" && offset + total > inode.size) || (op === "read" && offset >= inode.size)) {
+          unlock();
+          if (work !== null) fs.freeSyncWork(work, inode);
+          work = null;
+          if (op === "read") return post(0);
+          return await synchronous();
+        }
+        await fs.writebackInode(inode, syscall);
+        if (op === "write") fs.invalidateRange(inode, offset, total);
+        segments = passSegments(fs.disk, buffers);
+      } catch (error) {
+        unlock();
+        throw error;
       }
+      if (op === "write") for (const seg of segments.segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
+      inode.dioBegin();
+      // Completed by the submitter (dio_complete with is_async false): it carries on below.
+      let bySubmitter: DioResult | undefined;
+      let submitterDone!: (r: DioResult) => void;
+      const submitterCompletion = new Promise<DioResult>((resolve) => { submitterDone = resolve; });
+      const cachedPages = fs.pages.pagesOf(inode.ino).length > 0;
+      let queued = false;
+      const onComplete = (r: DioResult, fromBio: boolean): void => {
+        if (op === "read") {
+          // The bounce buffers go back to the caller's (what was set up, holes zero-filled).
+          let left = r.result;
+          for (const seg of segments.segments) {
+            const take = Math.min(left, seg.user.byteLength);
+            if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
+            left -= take;
+          }
+        }
+        segments.release();
+        // A request that is not queued is waited for by its submitter, which then drops its
+        // reference last (dio_await_completion): the submitter completes it.
+        if (!fromBio || !queued) {
+          bySubmitter = r;
+          submitterDone(r);
+          return;
+        }
+        this.completeQueued(op, r, offset, { dsync, datasync, work, cachedPages, syscall, post });
+      };
+      let dio;
+      try {
+        const writeThrough = sem === "iomap" && dsync && datasync;
+        dio = await dioStart(target, op, segments.segments, offset, dioBits, syscall, onComplete, { writeThrough });
+      } catch (error) {
+        segments.release();
+        inode.dioEnd();
+        unlock();
+        throw error;
+      }
+      queued = dio.submitError === 0 && dio.result > 0 && (op === "read" || dio.result === total);
+      if (queued) {
+        unlock();
+        recordOwned = true;
+        await this.beforeSubmitterDrop?.();
+        dio.drop();
+        if (bySubmitter === undefined) {
+          // -EIOCBQUEUED. Before the 3.11 fix the caller synced now, with that negative count:
+          // an empty range, but the flush went out before the data had completed (spec 7.2).
+          // XFS's caller synced only a positive count, so it issued no flush at all.
+          if (sem === "legacy" && dsync && !fs.legacyXfs) {
+            fs.dioStep("submit_sync", inode, offset);
+            await fs.syncRange(inode, offset, -EIOCBQUEUED, datasync, syscall);
+          }
+          return;
+        }
+        // Every bio had completed before the submitter let go: a positive count, completed here.
+        recordOwned = false;
+        return post(await this.completeBySubmitter(op, bySubmitter, offset, { dsync, datasync, syscall }));
+      }
+      // Not queued: wait here for the bios; a write cut by a hole writes the rest buffered.
+      dio.drop();
+      let res: number;
+      try {
+        const r = await submitterCompletion;
+        res = this.endIoSubmitter(op, r, offset);
+        if (op === "write" && dio.holeAt && res >= 0 && res < total) {
+          res = await this.writeRestBuffered(buffers, offset, res, syscall);
+        }
+      } finally {
+        unlock();
+      }
+      if (work !== null) fs.freeSyncWork(work, inode);
+      work = null;
+      return post(await this.callerSync(res, offset, dsync, datasync, false, syscall));
     } finally {
-      unlock();
+      if (!recordOwned && work !== null) fs.freeSyncWork(work, inode);
     }
-    if (op === "write") await this.syncAfterWrite(res, syscall);
-    return Promise.resolve(res);
+  }
+
+  /** @internal Test hook: awaited after a queued request's bios are submitted, before the
+   *  submitter drops its reference (so that every bio may complete first: assertion 28). */
+  beforeSubmitterDrop: (() => Promise<void>) | undefined;
+
+  /** Whether a write is dsync (spec 6.1): O_DSYNC (O_SYNC includes it), RWF_DSYNC / RWF_SYNC, or
+   *  an IS_SYNC inode. */
+  private isDsync(rwFlags: number): boolean {
+    return (this.flags & O_DSYNC) !== 0 || (rwFlags & (RWF_DSYNC | RWF_SYNC)) !== 0 || this.fs.isSyncInode(this.inode);
+  }
+  /** A full sync (O_SYNC, RWF_SYNC) rather than a data sync. */
+  private isFullSync(rwFlags: number): boolean {
+    return (this.flags & __O_SYNC) !== 0 || (rwFlags & RWF_SYNC) !== 0;
+  }
+
+  /**
+   * The filesystem's end_io: at the completion of a direct write that set up data, cached pages
+   * over the range go (they may have been read in while the IO was in flight) and the times move.
+   * (i_size is published by the synchronous path: an extending write never completes here.)
+   */
+  private endIo(op: "read" | "write", r: DioResult, offset: number): void {
+    if (op !== "write" || r.result === 0) return;
+    const fs = this.fs;
+    const inode = this.inode;
+    fs.invalidateRange(inode, offset, r.result);
+    if (r.ret > 0) {
+      inode.mtimeMs = inode.ctimeMs = Date.now();
+      fs.touchTimes(inode);
+    }
+    fs.dioStep("end_io", inode, offset, r.ret);
+  }
+
+  /** dio_complete() with is_async false, for the submitter: end_io, then i_dio_count down. */
+  private endIoSubmitter(op: "read" | "write", r: DioResult, offset: number): number {
+    this.endIo(op, r, offset);
+    this.inode.dioEnd();
+    this.fs.dioStep("dio_end", this.inode, offset, r.ret);
+    return r.ret;
+  }
+
+  private async completeBySubmitter(
+    op: "read" | "write", r: DioResult, offset: number, o: { dsync: boolean; datasync: boolean; syscall: string },
+  ): Promise<number> {
+    const res = this.endIoSubmitter(op, r, offset);
+    return this.callerSync(res, offset, o.dsync, o.datasync, r.fua, o.syscall);
+  }
+
+  /**
+   * The caller's generic_write_sync() after a direct write returned a positive count (spec 6.1;
+   * assertion 38): its error replaces the count. Nothing when the write was not dsync, set up
+   * nothing (assertion 35), or went out write-through (iomap FUA, spec 6.3).
+   */
+  private async callerSync(res: number, offset: number, dsync: boolean, datasync: boolean, fua: boolean, syscall: string): Promise<number> {
+    if (!dsync || res <= 0 || fua) return res;
+    const err = await this.fs.syncRange(this.inode, offset, res, datasync, syscall, undefined, true);
+    return err < 0 ? err : res;
+  }
+
+  /**
+   * The asynchronous completion of a queued request (the last bio's completion dropped the last
+   * reference), in the order of the filesystem's semantics:
+   * - legacy (3.7): fs end_io, the event, then i_dio_count down. No sync (the caller's went out at
+   *   submission).
+   * - seed: the fs end_io receives the sync-work record in place of its cookie and finishes through
+   *   generic_dio_end_io(): with a record, the work goes on the "dio-sync" queue, whose worker runs
+   *   generic_write_sync() over the range, lets a sync error replace a positive count, posts the
+   *   event, then drops i_dio_count; without one, the event, then i_dio_count down.
+   * - merged (3.11+): a dsync write defers to the "dio/<sb>" queue: fs end_io, i_dio_count down,
+   *   generic_write_sync(), the event. Anything else completes the same way inline, without sync.
+   * - iomap (6.x): as merged, except that a write-through dio (all FUA) needs no sync and completes
+   *   inline, and a write on a file with cached pages is deferred (4.14 on).
+   */
+  private completeQueued(
+    op: "read" | "write", r: DioResult, offset: number,
+    o: { dsync: boolean; datasync: boolean; work: SyncWork | null; cachedPages: boolean; syscall: string; post: (res: number) => void },
+  ): void {
+    const fs = this.fs;
+    const inode = this.inode;
+    const event = (res: number): void => {
+      o.post(res);
+      fs.dioStep("event", inode, offset, res);
+    };
+    const dioEnd = (): void => {
+      inode.dioEnd();
+      fs.dioStep("dio_end", inode, offset, r.ret);
+    };
+    switch (fs.semantics) {
+      case "legacy":
+        this.endIo(op, r, offset);
+        event(r.ret);
+        dioEnd();
+        return;
+      case "seed": {
+        let work = o.work;
+        if (r.result !== 0) this.endIo(op, r, offset);
+        else if (work !== null) {
+          fs.freeSyncWork(work, inode); // no IO set up: no sync
+          work = null;
+        }
+        this.genericDioEndIo(work, r.ret, offset, true, o, event, dioEnd);
+        return;
+      }
+      case "merged":
+      case "iomap": {
+        const needSync = o.dsync && !r.fua;
+        const defer = r.result !== 0 && (needSync || (fs.semantics === "iomap" && op === "write" && o.cachedPages));
+        const complete = async (inWorker: boolean): Promise<void> => {
+          this.endIo(op, r, offset);
+          dioEnd();
+          let res = r.ret;
+          if (inWorker && needSync) {
+            fs.dioStep("sync_start", inode, offset, res);
+            const err = await fs.syncRange(inode, offset, res, o.datasync, o.syscall, fs.dioQueue ?? undefined);
+            fs.dioStep("sync_end", inode, offset, err);
+            if (err < 0 && res > 0) res = err;
+          }
+          event(res);
+        };
+        const queue = fs.dioQueue;
+        if (defer && queue !== null) {
+          fs.dioStats.workQueued++;
+          fs.dioStep("work_queued", inode, offset, r.ret);
+          queue.queue(() => complete(true));
+        } else {
+          void complete(false);
+        }
+        return;
+      }
+    }
+  }
+
+  /** The seed's generic_dio_end_io() (spec 3.3). */
+  private genericDioEndIo(
+    work: SyncWork | null, ret: number, offset: number, isAsync: boolean,
+    o: { datasync: boolean; syscall: string }, event: (res: number) => void, dioEnd: () => void,
+  ): void {
+    const fs = this.fs;
+    const inode = this.inode;
+    if (!isAsync) {
+      dioEnd();
+      return;
+    }
+    const queue = fs.dioQueue;
+    if (work === null || queue === null) {
+      if (work !== null) fs.freeSyncWork(work, inode); // the filesystem died: nothing to sync on
+      event(ret);
+      dioEnd();
+      return;
+    }
+    work.ret = ret;
+    work.offset = offset;
+    work.len = ret;
+    fs.dioStats.workQueued++;
+    fs.dioStep("work_queued", inode, offset, ret);
+    const record = work;
+    queue.queue(async () => {
+      fs.dioStep("sync_start", inode, record.offset, record.ret);
+      const err = await fs.syncRange(inode, record.offset, record.len, o.datasync, o.syscall, queue);
+      fs.dioStep("sync_end", inode, record.offset, err);
+      if (err < 0 && record.ret > 0) record.ret = err;
+      event(record.ret);
+      dioEnd();
+      fs.freeSyncWork(record, inode);
+    });
   }
 
   /**

@@ -17,12 +17,54 @@ import { Mutex } from "./mutex.js";
 import { PAGE_BYTES, PageCache, bitCount, type Page } from "./pagecache.js";
 import { FileHandle } from "./filehandle.js";
 import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC } from "../constants.js";
+import { WorkQueue } from "../workqueue.js";
 
 export type Semantics = "legacy" | "seed" | "merged" | "iomap";
 export const SEMANTICS: readonly Semantics[] = ["legacy", "seed", "merged", "iomap"];
 
 export interface MkfsOptions { blockSize?: 1024 | 2048 | 4096; inodes?: number }
-export interface MountOptions { semantics?: Semantics; sync?: boolean }
+export interface MountOptions {
+  semantics?: Semantics;
+  /** Mount -o sync: every inode is IS_SYNC. */
+  sync?: boolean;
+  /** With `semantics: "legacy"`: model XFS's 3.7 write path, whose caller synced only on a positive
+   *  count, so a queued O_DSYNC AIO write is never synced at all (spec 7.2), instead of the
+   *  generic/ext4/blockdev path that syncs at submission, before the data completed. */
+  legacyXfs?: boolean;
+}
+
+/** The sync-work record the seed patch attaches to a dsync direct write (spec 3.1b). */
+export interface SyncWork {
+  /** The AIO request it completes, if any. */
+  iocb: unknown;
+  offset: number;
+  len: number;
+  ret: number;
+}
+
+/** One step of a direct IO's completion, for tests and tracing (Filesystem.onDioStep). */
+export interface DioStep {
+  step: "queue_created" | "queue_installed" | "queue_discarded" | "work_alloc" | "work_free" | "work_queued" |
+    "end_io" | "dio_end" | "sync_start" | "sync_end" | "event" | "submit_sync" | "evict_inodes" | "queue_destroyed" | "put_super";
+  ino?: number;
+  offset?: number;
+  res?: number;
+  /** The device's virtual clock at the step. */
+  time: number;
+}
+
+/** What a filesystem's direct-IO completion machinery has done so far. */
+export interface DioStats {
+  queuesCreated: number;
+  queuesDiscarded: number;
+  workAllocated: number;
+  workFreed: number;
+  workQueued: number;
+  /** generic_write_sync() calls made on behalf of direct writes (caller, worker or submission). */
+  syncs: number;
+}
+
+let mountSerial = 0;
 
 /** stat() of a file (API.md). */
 export interface Stats {
@@ -222,7 +264,10 @@ export async function mount(disk: Disk, opts: MountOptions = {}): Promise<Filesy
   if (decoded.generation !== sb.generation) throw fail("EUCLEAN", "mount", `the metadata is generation ${decoded.generation}, its superblock says ${sb.generation}`);
   const problems = checkMeta(geometry, decoded.inodes);
   if (problems.length > 0) throw fail("EUCLEAN", "mount", `the metadata is inconsistent: ${problems[0]}`);
+  if (opts.legacyXfs !== undefined && typeof opts.legacyXfs !== "boolean") throw fail("EINVAL", "mount", `legacyXfs ${String(opts.legacyXfs)} must be a boolean`);
+  if (opts.legacyXfs === true && semantics !== "legacy") throw fail("EINVAL", "mount", `legacyXfs models a 3.7 path and needs semantics "legacy", not ${semantics}`);
   const fs = new Filesystem(disk, geometry, sb, semantics, opts.sync === true);
+  fs.legacyXfs = opts.legacyXfs === true;
   fs.load(decoded.inodes);
   disk.mounted = fs;
   return fs;
@@ -261,6 +306,22 @@ export class Filesystem {
   private readonly handles = new Set<{ closeQuietly(): void }>();
   private readonly ctrl: DataView;
   private readonly memory: WebAssembly.Memory;
+  /** The superblock's id (s_id), named in its "dio/<id>" queue. */
+  readonly id = `dioemu${++mountSerial}`;
+  /** @internal See MountOptions.legacyXfs. */
+  legacyXfs = false;
+  /** @internal The direct-IO completion queue: the seed's s_dio_flush_wq ("dio-sync", max_active
+   *  1) or 3.11+'s s_dio_done_wq ("dio/<id>"); null until first needed, and after unmount. */
+  dioQueue: WorkQueue | null = null;
+  /** @internal */
+  readonly dioStats: DioStats = { queuesCreated: 0, queuesDiscarded: 0, workAllocated: 0, workFreed: 0, workQueued: 0, syncs: 0 };
+  /** @internal Test hook: the next `failQueueAlloc` queue allocations (and `failWorkAlloc` record
+   *  allocations) fail with ENOMEM. */
+  failQueueAlloc = 0;
+  /** @internal */
+  failWorkAlloc = 0;
+  /** @internal Observes each step of direct-IO completion (tests, tracing). */
+  onDioStep: ((step: DioStep) => void) | undefined;
 
   /** @internal Use mount(). */
   constructor(disk: Disk, geometry: Geometry, sb: Superblock, semantics: Semantics, syncMount: boolean) {
@@ -293,6 +354,10 @@ export class Filesystem {
    *  later call fails with EIO (checkAlive), and bios in flight fail without touching memory. */
   powerCut(): void {
     this.pages.dropAll();
+    // Its completion queue ends with it: the items still running fail with EIO and it stops.
+    const queue = this.dioQueue;
+    this.dioQueue = null;
+    if (queue !== null) void queue.destroy();
   }
 
   /** @internal Loads the durable metadata into the core's mapping state. */
@@ -320,6 +385,103 @@ export class Filesystem {
   /** @internal Marks an inode's other metadata changed (a full sync persists it). */
   touchTimes(inode: Inode): void {
     inode.allVersion = ++this.metaVersion;
+  }
+
+  /** @internal Whether the inode has size or allocation changes not yet committed: the metadata a
+   *  datasync must persist (iomap's IOMAP_F_DIRTY). */
+  metadataDirty(inode: Inode): boolean {
+    return inode.dataVersion > this.durableVersion;
+  }
+
+  // ---- direct-IO completion: the queue, the sync-work record, generic_write_sync ---------------
+
+  /** @internal Reports a completion step to onDioStep. */
+  dioStep(step: DioStep["step"], inode?: Inode, offset?: number, res?: number): void {
+    this.onDioStep?.({ step, ino: inode?.ino, offset, res, time: this.disk.device.now });
+  }
+
+  /**
+   * @internal The superblock's completion queue, created on first use and installed exactly once:
+   * two first users may both allocate one (allocation is asynchronous); the first to install wins
+   * and the other destroys its copy, and both go on with the winner (spec 3.1a; 4:
+   * sb_init_dio_done_wq). ENOMEM (a test hook) fails the caller before any IO.
+   */
+  async initDioQueue(syscall: string): Promise<WorkQueue> {
+    if (this.dioQueue !== null) return this.dioQueue;
+    if (this.failQueueAlloc > 0) {
+      this.failQueueAlloc--;
+      throw fail("ENOMEM", syscall, "the direct-IO completion queue could not be allocated");
+    }
+    const seed = this.semantics === "seed";
+    const queue = await WorkQueue.create(this.disk, seed ? "dio-sync" : `dio/${this.id}`, seed ? 1 : 256, this.disk.executor);
+    this.dioStats.queuesCreated++;
+    this.dioStep("queue_created");
+    if (this.dioQueue === null && this.state === "mounted") {
+      this.dioQueue = queue;
+      this.dioStep("queue_installed");
+      return queue;
+    }
+    this.dioStats.queuesDiscarded++;
+    await queue.destroy();
+    this.dioStep("queue_discarded");
+    this.checkAlive(syscall);
+    return this.dioQueue!;
+  }
+
+  /** @internal The seed's kmalloc of a sync-work record (ENOMEM from a test hook). */
+  allocSyncWork(inode: Inode, offset: number, syscall: string): SyncWork {
+    if (this.failWorkAlloc > 0) {
+      this.failWorkAlloc--;
+      throw fail("ENOMEM", syscall, "the sync-work record could not be allocated");
+    }
+    this.dioStats.workAllocated++;
+    this.dioStep("work_alloc", inode, offset);
+    return { iocb: null, offset, len: 0, ret: 0 };
+  }
+
+  /** @internal Frees a sync-work record. (The seed's worker never freed its record, a leak the
+   *  emulator does not reproduce: DESIGN.md.) */
+  freeSyncWork(work: SyncWork, inode: Inode): void {
+    this.dioStats.workFreed++;
+    this.dioStep("work_free", inode, work.offset);
+  }
+
+  /**
+   * @internal generic_write_sync() for a direct write of `count` bytes at `offset`, datasync or
+   * full (spec 6.1): writes back dirty pages in the range, commits the metadata the sync needs, and
+   * ends with a cache flush (on `queue`'s executor when given). An empty or inverted range (the
+   * legacy caller's count of -EIOCBQUEUED) writes back nothing, but the commit or flush still goes
+   * out. A worker never waits for the inode lock (a truncate holding it may be waiting for this
+   * very IO): it writes back dirty pages only when the lock is free.
+   * Returns 0 or -errno.
+   */
+  async syncRange(inode: Inode, offset: number, count: number, datasync: boolean, syscall: string, queue?: WorkQueue, waitLock = false): Promise<number> {
+    this.dioStats.syncs++;
+    try {
+      this.checkAlive(syscall);
+      if (count > 0) {
+        // The caller's own sync (waitLock) holds no lock and may wait for it; a worker may not.
+        const unlock = waitLock ? await inode.lock.lock() : inode.lock.tryLock();
+        if (unlock !== null) {
+          try {
+            await this.writebackInode(inode, syscall, offset, count);
+          } finally {
+            unlock();
+          }
+        }
+      }
+      const needed = datasync ? inode.dataVersion : inode.allVersion;
+      if (needed > this.durableVersion) {
+        await this.commit(syscall);
+        return 0;
+      }
+      this.checkAlive(syscall);
+      if (queue !== undefined) return await queue.flush();
+      await this.io.flush(syscall);
+      return 0;
+    } catch (error) {
+      return error instanceof DioError ? error.errno : -5;
+    }
   }
 
   /** @internal Is the inode IS_SYNC (mount -o sync)? */
@@ -677,9 +839,12 @@ export class Filesystem {
     return new Promise((resolve) => this.dataWriteWaiters.push(resolve));
   }
 
-  /** @internal Writes back the dirty blocks of `inode` (caller holds the inode lock). */
-  async writebackInode(inode: Inode, syscall: string): Promise<void> {
-    const dirty = this.pages.pagesOf(inode.ino, true);
+  /** @internal Writes back the dirty blocks of `inode`, or of its pages over [from, from + length)
+   *  (caller holds the inode lock). */
+  async writebackInode(inode: Inode, syscall: string, from = 0, length = Infinity): Promise<void> {
+    const firstPage = Math.floor(from / PAGE_BYTES);
+    const endPage = length === Infinity ? Infinity : Math.ceil((from + length) / PAGE_BYTES);
+    const dirty = this.pages.pagesOf(inode.ino, true).filter((page) => page.index >= firstPage && page.index < endPage);
     if (dirty.length === 0) return;
     // Pages wholly past EOF (a racing truncate) are dropped rather than written.
     const live = dirty.filter((page) => page.index * PAGE_BYTES < inode.size);
@@ -858,6 +1023,16 @@ export class Filesystem {
     for (const handle of [...this.handles]) handle.closeQuietly();
     this.pages.dropAll();
     for (const unlock of unlocks) unlock();
+    this.dioStep("evict_inodes");
+    // The completion queue is drained and destroyed after the inodes went and before the
+    // superblock is put (3.11+ generic_shutdown_super), and the pointer reads null afterwards.
+    const queue = this.dioQueue;
+    this.dioQueue = null;
+    if (queue !== null) {
+      await queue.destroy();
+      this.dioStep("queue_destroyed");
+    }
+    this.dioStep("put_super");
     this.state = "unmounted";
     if (this.disk.mounted === this) this.disk.mounted = undefined;
   }

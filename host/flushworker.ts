@@ -1,0 +1,44 @@
+// The flush queue's Worker thread ("worker" executor, see workqueue.ts). It runs its own instance
+// of the core over the disk's shared memory and waits on the doorbell word; when woken it serves
+// every flush request made so far with one cache flush (mark, then destage, under the device lock)
+// and reports how many it served. It stops when asked, after the queue has drained.
+import { instantiateCore } from "./core.js";
+import { FLUSH_WORDS } from "./workqueue.js";
+
+interface Start { memory: WebAssembly.Memory; controlOffset: number }
+
+async function run(start: Start, post: (message: unknown) => void): Promise<void> {
+  const core = await instantiateCore(start.memory);
+  if (core.core_attach() !== 0) throw new Error("dioemu flush worker: the disk's control block is not initialised");
+  const words = new Int32Array(start.memory.buffer, start.controlOffset, 16);
+  post("ready");
+  let served = 0;
+  for (;;) {
+    if (Atomics.load(words, FLUSH_WORDS.STOP) !== 0) break;
+    const requested = Atomics.load(words, FLUSH_WORDS.REQUESTED);
+    if (requested === served) {
+      Atomics.wait(words, FLUSH_WORDS.REQUESTED, requested);
+      continue;
+    }
+    // Every request numbered up to `requested` was made after the writes it must cover had
+    // completed; a flush marked now covers them all.
+    core.dev_flush_commit(core.dev_flush_mark());
+    Atomics.add(words, FLUSH_WORDS.FLUSHES, 1);
+    served = requested;
+    Atomics.store(words, FLUSH_WORDS.SERVED, served);
+    post(served);
+  }
+}
+
+const inNode = typeof process !== "undefined" && process.versions?.node !== undefined;
+if (inNode) {
+  const { parentPort, workerData } = await import("node:worker_threads");
+  if (parentPort === null) throw new Error("dioemu flush worker: not started as a worker thread");
+  await run(workerData as Start, (m) => parentPort.postMessage(m));
+} else {
+  const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown): void };
+  scope.onmessage = (e: MessageEvent) => {
+    scope.onmessage = null;
+    void run(e.data as Start, (m) => scope.postMessage(m)).then(() => scope.postMessage("exit"));
+  };
+}

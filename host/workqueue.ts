@@ -1,0 +1,307 @@
+// Work queues (kernel/workqueue.c, as far as the direct-IO completion path uses them): a FIFO of
+// work items run with at most `maxActive` in flight, drained and destroyed at unmount. The seed
+// patch's per-superblock "dio-sync" queue (max_active 1) and the 3.11+ "dio/<sb>" queue (max_active
+// up to 256) are both WorkQueues; which one a filesystem gets is its semantics' choice.
+//
+// Items never run on the caller's stack: they start from the device's completion path (the
+// "worker context" of spec 8), so a bio completion that queues work never runs an fsync itself.
+//
+// Executors. "inline": items run on this thread, in a deterministic order on the device's virtual
+// clock (a seed reproduces a run exactly). "worker": in addition, the device cache flushes that the
+// queue's items issue run on a real Worker thread with its own instance of the core over the disk's
+// shared memory: it takes the device lock, destages the volatile cache up to the point the flush
+// covers, and reports back. A worker that wakes serves every flush queued by then with one flush.
+// The filesystem part of a sync (writeback of dirty pages, a metadata commit) stays on the thread
+// that owns the filesystem's state.
+import type { Disk } from "./disk.js";
+import { DioError, ERRNO } from "./errors.js";
+
+export type Executor = "inline" | "worker";
+
+/** Counters a test or a curious user can read. */
+export interface WorkQueueStats {
+  queued: number;
+  completed: number;
+  /** The most items that ran at once. */
+  maxRunning: number;
+}
+
+type Work = () => Promise<void>;
+
+/** A work queue; make one with WorkQueue.create(). */
+export class WorkQueue {
+  readonly stats: WorkQueueStats = { queued: 0, completed: 0, maxRunning: 0 };
+  private readonly pending: Work[] = [];
+  private running = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+  private destroyed = false;
+
+  /** The flush thread of the "worker" executor, started by the first flush; null until then. */
+  private flusherStart: Promise<FlushWorker> | null = null;
+
+  private constructor(
+    readonly name: string,
+    readonly maxActive: number,
+    private readonly disk: Disk,
+    readonly executor: Executor,
+  ) {}
+
+  /** The flush thread, once started (the "worker" executor). */
+  get flusher(): Promise<FlushWorker> | null {
+    return this.flusherStart;
+  }
+
+  /**
+   * alloc_workqueue(): asynchronous, as the kernel's may sleep, so two first users can both get
+   * here before either installs its queue (the race the seed settles with a compare-and-swap).
+   */
+  static async create(disk: Disk, name: string, maxActive: number, executor: Executor): Promise<WorkQueue> {
+    if (!Number.isInteger(maxActive) || maxActive < 1) throw new Error(`dioemu: workqueue ${name}: max_active ${maxActive} must be at least 1`);
+    if (executor === "worker" && !(disk.memory.buffer instanceof SharedArrayBuffer)) {
+      throw new DioError("ENOTSUP", "alloc_workqueue", "the worker executor needs the disk's memory to be shared");
+    }
+    await Promise.resolve();
+    return new WorkQueue(name, maxActive, disk, executor);
+  }
+
+  /** Items queued or running. */
+  get busy(): number {
+    return this.pending.length + this.running;
+  }
+
+  /** queue_work(): the item runs after those queued before it, once a slot is free. */
+  queue(work: Work): void {
+    if (this.destroyed) throw new Error(`dioemu: work queued on the destroyed workqueue ${this.name}`);
+    this.pending.push(work);
+    this.stats.queued++;
+    this.startMore();
+  }
+
+  private startMore(): void {
+    while (this.running < this.maxActive && this.pending.length > 0) {
+      const work = this.pending.shift()!;
+      this.running++;
+      this.stats.maxRunning = Math.max(this.stats.maxRunning, this.running);
+      this.disk.device.defer(() => void this.runOne(work));
+    }
+  }
+
+  private async runOne(work: Work): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      // An item reports its own errors (in the event it posts); one that throws is a bug here.
+      queueMicrotask(() => { throw error; });
+    } finally {
+      this.running--;
+      this.stats.completed++;
+      this.startMore();
+      if (this.busy === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** drain_workqueue(): resolves when nothing is queued or running. */
+  drain(): Promise<void> {
+    if (this.busy === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** destroy_workqueue(): drains, then stops the executor (the Worker thread exits). */
+  async destroy(): Promise<void> {
+    await this.drain();
+    this.destroyed = true;
+    const start = this.flusherStart;
+    this.flusherStart = null;
+    if (start !== null) await (await start.catch(() => null))?.stop();
+  }
+
+  /**
+   * The cache flush that ends a sync run by an item of this queue: through the block layer on the
+   * inline executor, on the Worker thread on the worker executor. Resolves with 0 or -errno.
+   */
+  async flush(): Promise<number> {
+    if (this.executor === "inline" || this.destroyed) return this.disk.queue.submitBioWait({ op: "flush", sector: 0, segments: [] });
+    // The Worker thread is created lazily, by the first flush the queue needs.
+    this.flusherStart ??= FlushWorker.start(this.disk, this.name);
+    return (await this.flusherStart).flush();
+  }
+}
+
+// ---- the flush thread ---------------------------------------------------------------------------
+
+/** Words of the shared control block (Int32 indexes) between this thread and the flush worker. */
+export const FLUSH_WORDS = {
+  /** Flush requests made so far (the doorbell: the worker waits on it). */
+  REQUESTED: 0,
+  /** Requests served: every request numbered up to this one has had a flush issued after it. */
+  SERVED: 1,
+  /** Set to 1 to stop the worker. */
+  STOP: 2,
+  /** Flushes the worker issued (each serves every request pending when it woke). */
+  FLUSHES: 3,
+} as const;
+const CONTROL_BYTES = 64;
+
+interface PendingFlush { seq: number; resolve(status: number): void }
+
+/**
+ * The Worker thread of the "worker" executor. This thread posts flush requests into a control
+ * block in the disk's memory and rings the doorbell (Atomics.notify); the worker drains every
+ * request queued when it woke with one flush (flush mark and destage, under the device lock, in its
+ * own core instance) and posts back the number served.
+ */
+export class FlushWorker {
+  private readonly words: Int32Array;
+  private readonly pending: PendingFlush[] = [];
+  private stopped = false;
+  private cutsAtStart: number;
+  private exited: Promise<void>;
+
+  private constructor(
+    private readonly disk: Disk,
+    private readonly control: Uint8Array,
+    private readonly worker: WorkerLike,
+  ) {
+    this.words = new Int32Array(control.buffer, control.byteOffset, CONTROL_BYTES / 4);
+    this.cutsAtStart = disk.crashCount;
+    this.exited = new Promise((resolve) => worker.onExit(() => resolve()));
+    worker.onMessage((served) => this.served(served));
+    worker.onError((error) => this.fail(error));
+    disk.onPowerCut(() => this.powerCut());
+  }
+
+  /** Starts the thread and waits until its core instance is attached to the disk's memory. */
+  static async start(disk: Disk, name: string): Promise<FlushWorker> {
+    if (!(disk.memory.buffer instanceof SharedArrayBuffer)) {
+      throw new DioError("ENOTSUP", "alloc_workqueue", "the worker executor needs the disk's memory to be shared");
+    }
+    const control = disk.alloc(CONTROL_BYTES, 64);
+    control.fill(0);
+    let worker: WorkerLike;
+    try {
+      worker = await spawnFlushWorker(disk.memory, control.byteOffset, name);
+    } catch (error) {
+      disk.free(control);
+      throw error;
+    }
+    return new FlushWorker(disk, control, worker);
+  }
+
+  /** Flushes the worker issued so far. */
+  get flushes(): number {
+    return Atomics.load(this.words, FLUSH_WORDS.FLUSHES);
+  }
+
+  /**
+   * Asks for a cache flush issued after every write completed so far. Faults injected on flushes
+   * and power cuts apply as on the device's own flushes; the trace shows it as a flush (D, C).
+   */
+  flush(): Promise<number> {
+    if (this.stopped) return Promise.resolve(-ERRNO.EIO);
+    const device = this.disk.device;
+    device.traceFlush("Q", 0);
+    device.traceFlush("D", 0);
+    const fault = device.takeFlushFault();
+    if (fault !== 0 || !this.disk.limits.writeCache) {
+      return new Promise((resolve) => device.defer(() => {
+        device.traceFlush("C", fault);
+        resolve(fault);
+      }));
+    }
+    return new Promise((resolve) => {
+      const seq = Atomics.add(this.words, FLUSH_WORDS.REQUESTED, 1) + 1;
+      this.pending.push({ seq, resolve });
+      Atomics.notify(this.words, FLUSH_WORDS.REQUESTED);
+    });
+  }
+
+  private served(served: number): void {
+    const status = this.disk.crashCount === this.cutsAtStart ? 0 : -ERRNO.EIO;
+    while (this.pending.length > 0 && this.pending[0].seq <= served) {
+      this.disk.device.traceFlush("C", status);
+      this.pending.shift()!.resolve(status);
+    }
+  }
+
+  /** Flushes not yet served when the power goes fail with EIO. */
+  private powerCut(): void {
+    for (const p of this.pending.splice(0)) {
+      this.disk.device.defer(() => {
+        this.disk.device.traceFlush("C", -ERRNO.EIO);
+        p.resolve(-ERRNO.EIO);
+      });
+    }
+  }
+
+  private fail(error: unknown): void {
+    this.stopped = true;
+    for (const p of this.pending.splice(0)) p.resolve(-ERRNO.EIO);
+    queueMicrotask(() => { throw error; });
+  }
+
+  /** Stops the thread (after the queue drained) and returns its control block to the arena. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    // Keep the process alive until the thread has exited (it is unref'd while it idles).
+    this.worker.ref();
+    Atomics.store(this.words, FLUSH_WORDS.STOP, 1);
+    Atomics.notify(this.words, FLUSH_WORDS.REQUESTED);
+    await this.exited;
+    for (const p of this.pending.splice(0)) p.resolve(-ERRNO.EIO);
+    if (!this.disk.isClosed) this.disk.free(this.control);
+  }
+}
+
+/** What this module needs of a Worker, in Node (worker_threads) or a browser. */
+interface WorkerLike {
+  onMessage(handler: (served: number) => void): void;
+  onError(handler: (error: unknown) => void): void;
+  onExit(handler: () => void): void;
+  /** Whether the thread keeps the process alive (Node); a no-op in browsers. */
+  ref(): void;
+}
+
+/** Starts the flush worker script over `memory`; resolves once it reports ready. */
+async function spawnFlushWorker(memory: WebAssembly.Memory, controlOffset: number, name: string): Promise<WorkerLike> {
+  const url = new URL("./flushworker.js", import.meta.url);
+  const data = { memory, controlOffset };
+  if (typeof process !== "undefined" && process.versions?.node !== undefined) {
+    const { Worker } = await import("node:worker_threads");
+    const worker = new Worker(url, { workerData: data, name });
+    // A queue left running must not keep the process alive (unmount stops it in order).
+    worker.unref();
+    await new Promise<void>((resolve, reject) => {
+      worker.once("message", (m: unknown) => (m === "ready" ? resolve() : reject(new Error(`dioemu: flush worker said ${String(m)}`))));
+      worker.once("error", reject);
+    });
+    return {
+      onMessage: (handler) => worker.on("message", (m: number) => handler(m)),
+      onError: (handler) => worker.on("error", handler),
+      onExit: (handler) => worker.once("exit", () => handler()),
+      ref: () => worker.ref(),
+    };
+  }
+  const worker = new Worker(url, { type: "module", name });
+  worker.postMessage(data);
+  await new Promise<void>((resolve, reject) => {
+    worker.onmessage = (e) => (e.data === "ready" ? resolve() : reject(new Error(`dioemu: flush worker said ${String(e.data)}`)));
+    worker.onerror = (e) => reject(new Error(e.message));
+  });
+  let exit: (() => void) | undefined;
+  return {
+    onMessage: (handler) => {
+      worker.onmessage = (e) => {
+        if (e.data === "exit") {
+          worker.terminate();
+          exit?.();
+        } else {
+          handler(e.data as number);
+        }
+      };
+    },
+    onError: (handler) => { worker.onerror = (e) => handler(new Error(e.message)); },
+    onExit: (handler) => { exit = handler; },
+    ref: () => undefined,
+  };
+}
