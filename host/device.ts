@@ -152,8 +152,13 @@ export class Device {
   }
 
   /** Moves the clock to the next due request and completes every request due by then. */
+  /** @internal Called at each pump: work done on other threads is picked up without waiting
+   *  for their message (the flush worker's served count). */
+  readonly pollers = new Set<() => void>();
+
   private pump(): void {
     this.pumpScheduled = false;
+    for (const poll of this.pollers) poll();
     const deferred = this.later.splice(0);
     for (const callback of deferred) callback();
     const cacheless = this.cachelessFlushWaiters.splice(0);

@@ -156,6 +156,8 @@ export class FlushWorker {
   private stopped = false;
   private cutsAtStart: number;
   private exited: Promise<void>;
+  private readonly poll: () => void;
+  private waiting = false;
 
   private constructor(
     private readonly disk: Disk,
@@ -166,6 +168,10 @@ export class FlushWorker {
     this.cutsAtStart = disk.crashCount;
     this.exited = new Promise((resolve) => worker.onExit(() => resolve()));
     worker.onMessage((served) => this.served(served));
+    this.poll = () => {
+      if (this.pending.length > 0) this.served(Atomics.load(this.words, FLUSH_WORDS.SERVED));
+    };
+    disk.device.pollers.add(this.poll);
     worker.onError((error) => this.fail(error));
     disk.onPowerCut(() => this.powerCut());
   }
@@ -212,7 +218,28 @@ export class FlushWorker {
       const seq = Atomics.add(this.words, FLUSH_WORDS.REQUESTED, 1) + 1;
       this.pending.push({ seq, resolve });
       Atomics.notify(this.words, FLUSH_WORDS.REQUESTED);
+      this.armWait();
     });
+  }
+
+  /** Waits (without blocking) for the worker's notify on SERVED, where Atomics.waitAsync exists:
+   *  quicker than its message. One wait at a time, re-armed while requests are pending. */
+  private armWait(): void {
+    const waitAsync = (Atomics as { waitAsync?: (a: Int32Array, i: number, v: number) => { async: boolean; value: Promise<string> | string } }).waitAsync;
+    if (this.waiting || waitAsync === undefined) return;
+    const seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
+    const result = waitAsync(this.words, FLUSH_WORDS.SERVED, seen);
+    const wake = (): void => {
+      this.waiting = false;
+      this.served(Atomics.load(this.words, FLUSH_WORDS.SERVED));
+      if (this.pending.length > 0 && !this.stopped) this.armWait();
+    };
+    if (!result.async) {
+      queueMicrotask(wake);
+      return;
+    }
+    this.waiting = true;
+    void (result.value as Promise<string>).then(wake);
   }
 
   private served(served: number): void {
@@ -243,6 +270,7 @@ export class FlushWorker {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.disk.device.pollers.delete(this.poll);
     // Keep the process alive until the thread has exited (it is unref'd while it idles).
     this.worker.ref();
     Atomics.store(this.words, FLUSH_WORDS.STOP, 1);

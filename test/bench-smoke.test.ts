@@ -48,4 +48,23 @@ test("direct-IO benchmark smoke run validates its reads and prints IOPS and late
   assert.match(result.stdout, /1 MiB sequential O_DIRECT writes: [\d,]+ MiB\/s; memory\.copy [\d,]+ MiB\/s; ratio [\d,.]+/);
 });
 
+test("AIO benchmark smoke run validates its writes under every semantics, on both executors", () => {
+  const script = fileURLToPath(new URL("../bench/aio.bench.js", import.meta.url));
+  for (const executor of ["inline", "worker"]) {
+    const result = spawnSync(process.execPath, [script, "--smoke", "--executor", executor], { encoding: "utf8", timeout: 120000 });
+    assert.is(result.status, 0, result.stderr);
+    const rows = [...result.stdout.matchAll(/^(legacy|seed|merged|iomap)\s+(no|yes)\s+(\d+)\s+[\d,]+\s+[\d,.]+\s+[\d,.]+\s+[\d,.]+\s+(\d+)\s+([0-9a-f]{8})$/gm)];
+    assert.is(rows.length, 16, result.stdout);
+    // The same seeded writes land under every semantics and depth: one checksum of the file.
+    assert.is(new Set(rows.map((r) => r[5])).size, 1, result.stdout);
+    // An O_DSYNC row flushes (or, under iomap, writes through with FUA and flushes nothing);
+    // a plain row never flushes.
+    for (const r of rows) {
+      if (r[2] === "no") assert.is(r[4], "0", `${r[0]}`);
+      else if (r[1] !== "iomap") assert.ok(Number(r[4]) > 0, `${r[0]}`);
+      else assert.is(r[4], "0", `${r[0]}`);
+    }
+  }
+});
+
 test.run();
