@@ -103,9 +103,17 @@ export class AioContext {
   /** Runs one request and posts its event, from the completion path (never io_submit's stack). */
   private async run(iocb: Iocb): Promise<void> {
     let posted = false;
+    const writes = iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
+    const direct = (iocb.fh.flags & O_DIRECT) !== 0 && !(iocb.fh instanceof BlockDeviceHandle);
+    // The durability oracle sees a direct write from submission to event (a buffered one through
+    // its FileHandle call, and a per-iocb sync as a sync).
+    const record = writes && direct
+      ? iocb.fh.recordWrite(iocb.offset ?? 0, iocb.opcode === "pwrite" ? [iocb.buf!] : iocb.bufs!, `io_getevents event of iocb data=${String(iocb.data)}`)
+      : null;
     const complete = (res: number): void => {
       if (posted) throw new Error("dioemu: an iocb completed twice");
       posted = true;
+      record?.(res, iocb.fh.writesDsync(iocb.rwFlags ?? 0));
       this.inflight--;
       this.post({ data: iocb.data, obj: iocb, res, res2: 0 });
     };
@@ -156,8 +164,8 @@ export class AioContext {
   private async syncPerIocb(iocb: Iocb, res: number): Promise<number> {
     const rwFlags = iocb.rwFlags ?? 0;
     if (res <= 0 || (iocb.opcode !== "pwrite" && iocb.opcode !== "pwritev")) return res;
-    if ((rwFlags & RWF_SYNC) !== 0) await iocb.fh.sync();
-    else if ((rwFlags & RWF_DSYNC) !== 0) await iocb.fh.datasync();
+    if ((rwFlags & RWF_SYNC) !== 0) await iocb.fh.recordSync("RWF_SYNC", () => iocb.fh.sync());
+    else if ((rwFlags & RWF_DSYNC) !== 0) await iocb.fh.recordSync("RWF_DSYNC", () => iocb.fh.datasync());
     return res;
   }
 

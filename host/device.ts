@@ -76,6 +76,8 @@ export class Device {
    *  or with EIO if the power is cut first. */
   private cachelessFlushWaiters: ((status: number) => void)[] = [];
   private readonly schedule: Scheduler = defaultScheduler();
+  /** @internal Called before each request's completion is reported (crash tests' cut points). */
+  beforeCompletion: ((request: DeviceRequest) => void) | undefined;
   /** Called when the device becomes idle (nothing in flight, nothing deferred). */
   onIdle: (() => void) | undefined;
   /** Faults still to inject, in the order they were added. */
@@ -178,6 +180,8 @@ export class Device {
       const cycle = this.powerCycles;
       ready.forEach((entry, i) => {
         const { request } = entry;
+        // A crash test may cut the power here, before this completion is reported.
+        this.beforeCompletion?.(request);
         // A completion earlier in this batch may have cut the power: what was not yet reported
         // complete was in flight at the cut, and its data may be gone with the cache.
         const status = this.powerCycles === cycle ? statuses[i] : -ERRNO.EIO;

@@ -9,3 +9,6 @@ export { FileHandle } from "./fs/filehandle.js";
 export type { FaultRule } from "./device.js";
 export { BlockDeviceHandle } from "./bdev.js";
 export { ioSetup, AioContext, type Iocb, type IoEvent } from "./aio.js";
+export { crashTest, type CrashTestOptions, type CrashTestContext, type CrashReport, type CrashViolation, type CrashWorkloadError } from "./crash/crashtest.js";
+export { WORKLOADS, workloadNamed, type Workload } from "./crash/workloads.js";
+export { DurabilityOracle, type DurabilityViolation, type RecordedWrite } from "./crash/oracle.js";

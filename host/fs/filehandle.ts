@@ -93,7 +93,13 @@ export class FileHandle {
     const data = bufferRange(buffer, offset, length, syscall);
     const at = checkPosition(position, syscall);
     this.checkWritable(syscall);
-    const bytesWritten = this.direct ? await this.directWrite([data], at, syscall) : await this.writeAt(data, at, syscall);
+    const record = this.recordWrite(at, [data], syscall);
+    let bytesWritten = 0;
+    try {
+      bytesWritten = this.direct ? await this.directWrite([data], at, syscall) : await this.writeAt(data, at, syscall);
+    } finally {
+      record?.(bytesWritten, this.isDsync(0));
+    }
     return { bytesWritten, buffer };
   }
 
@@ -102,15 +108,24 @@ export class FileHandle {
     checkBuffers(buffers, syscall);
     const at = checkPosition(position, syscall);
     this.checkWritable(syscall);
-    if (this.direct) return { bytesWritten: await this.directWrite(buffers, at, syscall), buffers };
-    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
-    const joined = new Uint8Array(total);
-    let done = 0;
-    for (const b of buffers) {
-      joined.set(b, done);
-      done += b.byteLength;
+    const record = this.recordWrite(at, buffers, syscall);
+    let bytesWritten = 0;
+    try {
+      if (this.direct) {
+        bytesWritten = await this.directWrite(buffers, at, syscall);
+      } else {
+        const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+        const joined = new Uint8Array(total);
+        let done = 0;
+        for (const b of buffers) {
+          joined.set(b, done);
+          done += b.byteLength;
+        }
+        bytesWritten = await this.writeAt(joined, at, syscall);
+      }
+    } finally {
+      record?.(bytesWritten, this.isDsync(0));
     }
-    const bytesWritten = await this.writeAt(joined, at, syscall);
     return { bytesWritten, buffers };
   }
 
@@ -751,12 +766,38 @@ export class FileHandle {
 
   async sync(): Promise<void> {
     this.checkOpen("fsync");
-    await this.fs.syncInode(this.inode, false, "fsync");
+    await this.recordSync("fsync", () => this.fs.syncInode(this.inode, false, "fsync"));
   }
 
   async datasync(): Promise<void> {
     this.checkOpen("fdatasync");
-    await this.fs.syncInode(this.inode, true, "fdatasync");
+    await this.recordSync("fdatasync", () => this.fs.syncInode(this.inode, true, "fdatasync"));
+  }
+
+  // ---- the durability oracle's view (Filesystem.recorder, set by crashTest) --------------------
+
+  /** @internal Records a write about to start (null when nothing records): call the result with
+   *  the count written and whether its acknowledgement promises durability. */
+  recordWrite(at: number | null, buffers: readonly Uint8Array[], how: string): ((res: number, dsync: boolean) => void) | null {
+    const recorder = this.fs.recorder;
+    const name = this.inode?.name;
+    if (recorder === undefined || name === null || name === undefined) return null;
+    const offset = (this.flags & O_APPEND) !== 0 ? this.inode.size : at ?? this.position;
+    return recorder.writeStart(name, offset, buffers, how);
+  }
+
+  /** @internal Runs a sync of this file, recorded for the oracle. */
+  async recordSync(how: string, sync: () => Promise<void>): Promise<void> {
+    const recorder = this.fs.recorder;
+    const name = this.inode?.name;
+    const done = recorder !== undefined && name !== null && name !== undefined ? recorder.syncStart(name, how) : undefined;
+    await sync();
+    done?.(true);
+  }
+
+  /** @internal Whether a write with these per-call flags is dsync (its ack promises durability). */
+  writesDsync(rwFlags: number): boolean {
+    return this.isDsync(rwFlags);
   }
 
   async truncate(len = 0): Promise<void> {

@@ -18,6 +18,7 @@ import { PAGE_BYTES, PageCache, bitCount, type Page } from "./pagecache.js";
 import { FileHandle } from "./filehandle.js";
 import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC } from "../constants.js";
 import { WorkQueue } from "../workqueue.js";
+import type { DurabilityRecorder } from "../crash/oracle.js";
 
 export type Semantics = "legacy" | "seed" | "merged" | "iomap";
 export const SEMANTICS: readonly Semantics[] = ["legacy", "seed", "merged", "iomap"];
@@ -320,6 +321,8 @@ export class Filesystem {
   failQueueAlloc = 0;
   /** @internal */
   failWorkAlloc = 0;
+  /** @internal Records writes and syncs for the durability oracle (crashTest). */
+  recorder: DurabilityRecorder | undefined;
   /** @internal Observes each step of direct-IO completion (tests, tracing). */
   onDioStep: ((step: DioStep) => void) | undefined;
 
@@ -1006,6 +1009,12 @@ export class Filesystem {
   /** Writes back every file and commits the metadata (sync(2) for this filesystem). */
   async sync(): Promise<void> {
     this.checkAlive("sync");
+    const done = this.recorder?.syncStart(null, "sync");
+    await this.syncAll();
+    done?.(true);
+  }
+
+  private async syncAll(): Promise<void> {
     await this.writebackAll("sync");
     if (this.metaVersion > this.durableVersion) await this.commit("sync");
     else await this.io.flush("sync");
