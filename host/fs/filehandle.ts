@@ -657,16 +657,17 @@ export class FileHandle {
         event(r.ret);
         dioEnd();
         return;
-      case "seed": {
-        let work = o.work;
-        if (r.result !== 0) this.endIo(op, r, offset);
-        else if (work !== null) {
-          fs.freeSyncWork(work, inode); // no IO set up: no sync
-          work = null;
+      case "seed":
+        // dio_complete(): a filesystem with its own end_io gets the record in place of its
+        // private cookie when IO was set up, and must finish through generic_dio_end_io();
+        // otherwise the generic path frees the record (no IO: no sync) and calls it directly.
+        if (r.result !== 0) {
+          this.seedFsEndIo(op, r, offset, o.work, o, event, dioEnd);
+        } else {
+          if (o.work !== null) fs.freeSyncWork(o.work, inode);
+          this.genericDioEndIo(null, r.ret, offset, true, o, event, dioEnd);
         }
-        this.genericDioEndIo(work, r.ret, offset, true, o, event, dioEnd);
         return;
-      }
       case "merged":
       case "iomap": {
         const needSync = o.dsync && !r.fua;
@@ -694,6 +695,16 @@ export class FileHandle {
         return;
       }
     }
+  }
+
+  /** Our filesystem's end_io under the seed: its own completion work (endIo), then the cookie it
+   *  was handed, here the sync-work record, goes on to generic_dio_end_io(). */
+  private seedFsEndIo(
+    op: "read" | "write", r: DioResult, offset: number, cookie: SyncWork | null,
+    o: { datasync: boolean; syscall: string }, event: (res: number) => void, dioEnd: () => void,
+  ): void {
+    this.endIo(op, r, offset);
+    this.genericDioEndIo(cookie, r.ret, offset, true, o, event, dioEnd);
   }
 
   /** The seed's generic_dio_end_io() (spec 3.3). */
