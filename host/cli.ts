@@ -8,6 +8,7 @@ import { DioError } from "./errors.js";
 import { SEMANTICS, type Semantics } from "./fs/filesystem.js";
 import { WORKLOADS, workloadNamed } from "./crash/workloads.js";
 import { formatTable, progress, replayCommand, runCrashTests, showcase } from "./showcase.js";
+import { BENCH_HELP, BenchUsageError, benchCommand } from "./bench/command.js";
 
 const HELP = `dioemu: an emulator of the Linux direct-IO path, down to a disk with a volatile write cache
 
@@ -17,6 +18,8 @@ usage:
   dioemu crashtest [--workload W] [--semantics S|all] [--runs N] [--seed S]
                    [--points random|every-flush] [--cut K] [--torn] [--json]
                       power cuts over a workload, checked by the durability oracle
+  dioemu bench [JOBFILE...] [--output-format normal|json] [--runtime S] [--seed N] [--wasm-suite]
+                      fio job files on in-memory disks, printed like fio; or the WebAssembly suite
   dioemu demo         the block layer: a 1 MiB write split to the queue limits, then a power cut
   dioemu --help       this text
 
@@ -31,8 +34,12 @@ crashtest options:
   --torn           in-flight writes may be torn at sector granularity
   --json           print the reports as JSON (shape in README.md) instead of the table
 
+bench options:
+${BENCH_HELP.split("\n").slice(2).join("\n")}
+
 Exit status: 0 on success; 1 when acknowledged writes were lost under seed, merged or iomap
-(losses under legacy are the bug being shown, and are reported, not failed); 2 for bad arguments.`;
+(losses under legacy are the bug being shown, and are reported, not failed) or when a benchmark's
+verify found a bad block; 2 for bad arguments (an unknown job-file option included).`;
 
 async function demo(out: (line: string) => void): Promise<void> {
   const disk = await Disk.create({ size: 64 << 20, limits: { maxSectors: 256 }, seed: 7 });
@@ -183,9 +190,10 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (command === "crashtest") return await crashtestCommand(rest);
+    if (command === "bench") return await benchCommand(rest, (line) => console.log(line), process.stderr);
     throw new UsageError(`unknown command ${command}`);
   } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
+    if (!(error instanceof UsageError) && !(error instanceof BenchUsageError)) throw error;
     console.error(`dioemu: ${error.message}\n\n${HELP}`);
     return 2;
   }

@@ -267,7 +267,7 @@ export class FileHandle {
     } finally {
       fs.unreserve(steps.reduce((sum, step) => sum + bitCount(step.need), 0));
     }
-    inode.mtimeMs = inode.ctimeMs = Date.now();
+    inode.mtimeMs = inode.ctimeMs = this.fs.clock();
     fs.touchTimes(inode);
     if (fs.pages.dirtyPages > fs.pages.dirtyLimitPages) await fs.writebackInode(inode, syscall);
     return copied;
@@ -408,7 +408,7 @@ export class FileHandle {
       }
       fs.invalidateRange(inode, from, done);
       if (done > 0) {
-        inode.mtimeMs = inode.ctimeMs = Date.now();
+        inode.mtimeMs = inode.ctimeMs = this.fs.clock();
         fs.touchTimes(inode);
       }
       if (at === null) this.position = from + done;
@@ -591,7 +591,7 @@ export class FileHandle {
     const inode = this.inode;
     fs.invalidateRange(inode, offset, r.result);
     if (r.ret > 0) {
-      inode.mtimeMs = inode.ctimeMs = Date.now();
+      inode.mtimeMs = inode.ctimeMs = this.fs.clock();
       fs.touchTimes(inode);
     }
     fs.dioStep("end_io", inode, offset, r.ret);

@@ -32,6 +32,9 @@ export interface MountOptions {
    *  count, so a queued O_DSYNC AIO write is never synced at all (spec 7.2), instead of the
    *  generic/ext4/blockdev path that syncs at submission, before the data completed. */
   legacyXfs?: boolean;
+  /** The clock of file times (mtimeMs, ctimeMs): default Date.now. A fixed clock makes the image
+   *  a function of the workload alone (the WebAssembly benchmark suite checksums it). */
+  clock?: () => number;
 }
 
 /** The sync-work record the seed patch attaches to a dsync direct write (spec 3.1b). */
@@ -269,6 +272,10 @@ export async function mount(disk: Disk, opts: MountOptions = {}): Promise<Filesy
   if (opts.legacyXfs === true && semantics !== "legacy") throw fail("EINVAL", "mount", `legacyXfs models a 3.7 path and needs semantics "legacy", not ${semantics}`);
   const fs = new Filesystem(disk, geometry, sb, semantics, opts.sync === true);
   fs.legacyXfs = opts.legacyXfs === true;
+  if (opts.clock !== undefined) {
+    if (typeof opts.clock !== "function") throw fail("EINVAL", "mount", "clock must be a function returning milliseconds");
+    fs.clock = opts.clock;
+  }
   fs.load(decoded.inodes);
   disk.mounted = fs;
   return fs;
@@ -309,6 +316,8 @@ export class Filesystem {
   private readonly memory: WebAssembly.Memory;
   /** The superblock's id (s_id), named in its "dio/<id>" queue. */
   readonly id = `dioemu${++mountSerial}`;
+  /** @internal See MountOptions.clock. */
+  clock: () => number = Date.now;
   /** @internal See MountOptions.legacyXfs. */
   legacyXfs = false;
   /** @internal The direct-IO completion queue: the seed's s_dio_flush_wq ("dio-sync", max_active
@@ -525,7 +534,7 @@ export class Filesystem {
     while (ino <= this.geometry.inodeCount && this.inodes.has(ino)) ino++;
     if (ino > this.geometry.inodeCount) throw fail("ENOSPC", syscall, `no free inode: all ${this.geometry.inodeCount} are in use`);
     if (this.disk.core.fs_inode_init(ino) !== 0) throw new Error(`dioemu: core inode slot ${ino} is not free`);
-    const now = Date.now();
+    const now = this.clock();
     const inode = new Inode(ino, 0, now, now, name);
     this.inodes.set(ino, inode);
     this.names.set(name, inode);
@@ -587,7 +596,7 @@ export class Filesystem {
         inode.size = size;
         this.touchData(inode);
       }
-      inode.mtimeMs = inode.ctimeMs = Date.now();
+      inode.mtimeMs = inode.ctimeMs = this.clock();
       this.touchTimes(inode);
     });
   }

@@ -1,0 +1,311 @@
+// Runs fio jobs (jobfile.ts) against an in-memory dioemu disk and gathers fio's statistics:
+// per direction IO bytes, IOPS, bandwidth, and completion/total latency histograms (HdrHistogram).
+//
+// Each job (and each of its `numjobs` instances, run one after the other) gets a fresh disk and
+// filesystem sized for it. The file is laid out first (written whole and synced, as fio lays out
+// files), unless the job only writes sequentially. Then IO runs until `size` bytes are done, or
+// for `runtime` seconds (`time_based` loops over the file). Engines: `libaio` keeps `iodepth`
+// requests in flight through an AIO context; `psync` and `sync` do one call at a time.
+// `verify=crc32c` stamps each written block with a header (magic, CRC-32C, offset) and reads every
+// written block back after the job, reporting each that does not check out.
+import * as hdr from "hdr-histogram-js";
+import { Disk } from "../disk.js";
+import { ioSetup, type Iocb } from "../aio.js";
+import { mkfs, mount, type Filesystem, type Semantics } from "../fs/filesystem.js";
+import type { FileHandle } from "../fs/filehandle.js";
+import { O_CREAT, O_DIRECT, O_DSYNC, O_RDWR, O_SYNC } from "../constants.js";
+import { crc32c } from "../fs/crc32c.js";
+import { RAW_DEVICE, type JobSpec } from "./jobfile.js";
+
+export interface RunOptions {
+  semantics: Semantics;
+  executor: "inline" | "worker";
+  /** Overrides every job's runtime (seconds), as --runtime. */
+  runtime?: number;
+  /** Overrides every job's randseed, as --seed. */
+  seed?: number;
+  /** Called now and then while a job runs. */
+  onProgress?: (p: { job: string; elapsedMs: number; ios: number; iops: number }) => void;
+}
+
+export type Histogram = hdr.Histogram;
+
+export interface DirectionStats {
+  ios: number;
+  bytes: number;
+  /** Submission latency (the submit call itself), nanoseconds. */
+  slat: Histogram;
+  /** Completion latency (submission returned to completion seen), nanoseconds. */
+  clat: Histogram;
+  /** Total latency (before submission to completion seen), nanoseconds. */
+  lat: Histogram;
+}
+
+export interface JobResult {
+  spec: JobSpec;
+  /** Which instance of numjobs. */
+  instance: number;
+  runtimeMs: number;
+  read: DirectionStats;
+  write: DirectionStats;
+  /** Syncs issued by fsync= / fdatasync=, with their latency. */
+  sync: DirectionStats;
+  /** Errors of the IO itself (a negative res). */
+  errors: number;
+  /** Blocks that failed verification: their offsets and what was wrong. */
+  verifyErrors: { offset: number; message: string }[];
+  /** Blocks verified. */
+  verified: number;
+}
+
+function histogram(): Histogram {
+  return hdr.build({ useWebAssembly: false, lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: 3 });
+}
+
+function direction(): DirectionStats {
+  return { ios: 0, bytes: 0, slat: histogram(), clat: histogram(), lat: histogram() };
+}
+
+const VERIFY_MAGIC = 0x564f4944; // "DIOV"
+const VERIFY_HEADER = 16;
+
+/** Fills a block for `offset` with a seeded pattern and, for verify, a checked header. */
+function fillBlock(buf: Uint8Array, offset: number, generation: number, verify: boolean): void {
+  let x = (Math.imul(offset / 512 + 1, 0x9e3779b1) ^ Math.imul(generation + 1, 0x85ebca6b)) >>> 0;
+  const words = new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2);
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  if (verify && buf.byteLength >= VERIFY_HEADER) {
+    const view = new DataView(buf.buffer, buf.byteOffset, VERIFY_HEADER);
+    view.setUint32(0, VERIFY_MAGIC, true);
+    view.setFloat64(8, offset, true);
+    view.setUint32(4, crc32c(buf.subarray(8)), true);
+  }
+}
+
+/** Checks a block's verify header; returns what is wrong, or null. */
+function checkBlock(buf: Uint8Array, offset: number): string | null {
+  const view = new DataView(buf.buffer, buf.byteOffset, VERIFY_HEADER);
+  if (view.getUint32(0, true) !== VERIFY_MAGIC) return `bad magic 0x${view.getUint32(0, true).toString(16)}`;
+  if (view.getFloat64(8, true) !== offset) return `header names offset ${view.getFloat64(8, true)}`;
+  const want = view.getUint32(4, true);
+  const got = crc32c(buf.subarray(8));
+  if (want !== got) return `crc32c 0x${got.toString(16).padStart(8, "0")}, header says 0x${want.toString(16).padStart(8, "0")}`;
+  return null;
+}
+
+/** Every block of [0, blocks) once per pass, in a seeded order: a full-period LCG over the next
+ *  power of two, skipping values past the end. */
+function randomOrder(blocks: number, seed: number): () => number {
+  let m = 1;
+  while (m < blocks) m *= 2;
+  const a = m >= 4 ? 5 : 1; // a % 4 == 1 and odd c: a full period modulo a power of two
+  const c = ((seed * 2 + 1) >>> 0) % Math.max(m, 1) | 1;
+  let x = seed % m;
+  return () => {
+    do x = (a * x + c) % m;
+    while (x >= blocks);
+    return x;
+  };
+}
+
+/** A seeded uniform [0, 1) for the read/write mix. */
+function mixer(seed: number): () => number {
+  let s = (seed ^ 0xdeadbeef) >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+interface Env { disk: Disk; fs: Filesystem | null; fh: FileHandle }
+
+async function prepare(spec: JobSpec, opts: RunOptions): Promise<Env> {
+  const raw = spec.filename === RAW_DEVICE;
+  const dataBytes = spec.size;
+  const diskBytes = raw ? dataBytes : Math.ceil((dataBytes * 1.1 + (8 << 20)) / (1 << 20)) * (1 << 20);
+  if (diskBytes > 3 * 2 ** 30) throw new Error(`${spec.where}: size ${spec.size} needs a disk larger than dioemu's 3 GiB limit for benchmarks`);
+  const arenaBytes = Math.min(64 << 20, Math.max(4 << 20, spec.iodepth * spec.bs * 2 + (2 << 20)));
+  const disk = await Disk.create({ size: diskBytes, cacheBytes: 32 << 20, arenaBytes, executor: opts.executor, latency: { readMin: 1, readMax: 1, writeMin: 1, writeMax: 1, flushMin: 1, flushMax: 1 } });
+  const flags = O_RDWR | (spec.direct ? O_DIRECT : 0) | (spec.sync === "sync" ? O_SYNC : spec.sync === "dsync" ? O_DSYNC : 0);
+  if (raw) return { disk, fs: null, fh: await disk.openBlockDevice(flags) };
+  await mkfs(disk, { blockSize: 4096, inodes: 16 });
+  const fs = await mount(disk, { semantics: opts.semantics });
+  // Lay the file out (written whole, synced), unless the job only writes it sequentially.
+  if (spec.rw !== "write" || spec.verify === "crc32c") {
+    const layout = await fs.open(spec.filename, O_RDWR | O_CREAT | O_DIRECT);
+    const chunk = disk.alloc(Math.min(1 << 20, spec.size));
+    for (let at = 0; at < spec.size; at += chunk.length) {
+      const length = Math.min(chunk.length, spec.size - at);
+      for (let b = 0; b < length; b += spec.bs) fillBlock(chunk.subarray(b, b + spec.bs), at + b, 0, spec.verify === "crc32c");
+      await layout.write(chunk, 0, length, at);
+    }
+    disk.free(chunk);
+    await layout.close();
+    await fs.sync();
+  }
+  return { disk, fs, fh: await fs.open(spec.filename, flags | O_CREAT) };
+}
+
+/** Runs one instance of a job. */
+export async function runJob(spec: JobSpec, instance: number, opts: RunOptions): Promise<JobResult> {
+  const env = await prepare(spec, opts);
+  const { disk, fh } = env;
+  const result: JobResult = { spec, instance, runtimeMs: 0, read: direction(), write: direction(), sync: direction(), errors: 0, verifyErrors: [], verified: 0 };
+  const blocks = Math.floor(spec.size / spec.bs);
+  const seed = spec.randseed + instance;
+  const random = spec.rw === "randread" || spec.rw === "randwrite" || spec.rw === "randrw";
+  const nextRandom = randomOrder(blocks, seed);
+  let nextSeq = 0;
+  const nextBlock = () => (random ? nextRandom() : nextSeq++ % blocks);
+  const mix = mixer(seed);
+  const isRead = (): boolean => {
+    if (spec.rw === "read" || spec.rw === "randread") return true;
+    if (spec.rw === "write" || spec.rw === "randwrite") return false;
+    return mix() * 100 < spec.rwmixread;
+  };
+  const runtime = spec.runtime;
+  const timeLimitMs = runtime > 0 ? runtime * 1000 : Infinity;
+  const totalIos = spec.time_based && runtime > 0 ? Infinity : blocks;
+  const depth = spec.ioengine === "libaio" ? spec.iodepth : 1;
+  const written = new Map<number, number>(); // offset -> generation, for verify
+  let generation = 0;
+  let writesSinceSync = 0;
+  const buffers = Array.from({ length: depth }, () => disk.alloc(spec.bs));
+  const started = performance.now();
+  let issued = 0;
+  let lastProgress = started;
+  const progress = (): void => {
+    const now = performance.now();
+    if (opts.onProgress !== undefined && now - lastProgress > 250) {
+      lastProgress = now;
+      const ios = result.read.ios + result.write.ios;
+      opts.onProgress({ job: spec.name, elapsedMs: now - started, ios, iops: ios / ((now - started) / 1000) });
+    }
+  };
+  const more = (): boolean => issued < totalIos && performance.now() - started < timeLimitMs;
+  const record = (stats: DirectionStats, bytes: number, t0: number, t1: number, t2: number): void => {
+    stats.ios++;
+    stats.bytes += bytes;
+    stats.lat.recordValue(Math.max(1, Math.round((t2 - t0) * 1e6)));
+    stats.slat.recordValue(Math.max(1, Math.round((t1 - t0) * 1e6)));
+    stats.clat.recordValue(Math.max(1, Math.round((t2 - t1) * 1e6)));
+  };
+  const syncIfDue = async (): Promise<void> => {
+    if (spec.fsync === 0 && spec.fdatasync === 0) return;
+    writesSinceSync++;
+    const every = spec.fsync > 0 ? spec.fsync : spec.fdatasync;
+    if (writesSinceSync < every) return;
+    writesSinceSync = 0;
+    const t0 = performance.now();
+    if (spec.fsync > 0) await fh.sync();
+    else await fh.datasync();
+    const t1 = performance.now();
+    record(result.sync, 0, t0, t0, t1);
+  };
+  try {
+    if (depth === 1) {
+      const buf = buffers[0];
+      while (more()) {
+        const offset = nextBlock() * spec.bs;
+        const read = isRead();
+        issued++;
+        if (!read) fillBlock(buf, offset, ++generation, spec.verify === "crc32c");
+        const t0 = performance.now();
+        const res = read ? (await fh.read(buf, 0, spec.bs, offset)).bytesRead : (await fh.write(buf, 0, spec.bs, offset)).bytesWritten;
+        const t1 = performance.now();
+        if (res !== spec.bs) result.errors++;
+        record(read ? result.read : result.write, Math.max(0, res), t0, t0, t1);
+        if (!read) {
+          written.set(offset, generation);
+          await syncIfDue();
+        } else if (spec.verify === "crc32c" && res === spec.bs) {
+          verifyOne(result, buf, offset);
+        }
+        progress();
+      }
+    } else {
+      const ctx = ioSetup(depth);
+      const meta = new Map<Iocb, { t0: number; t1: number; read: boolean; offset: number; slot: number; generation: number }>();
+      let inflight = 0;
+      const submit = (slot: number): void => {
+        const offset = nextBlock() * spec.bs;
+        const read = isRead();
+        issued++;
+        const buf = buffers[slot];
+        const gen = read ? 0 : ++generation;
+        if (!read) fillBlock(buf, offset, gen, spec.verify === "crc32c");
+        const iocb: Iocb = { opcode: read ? "pread" : "pwrite", fh, buf, offset };
+        const t0 = performance.now();
+        ctx.submit([iocb]);
+        meta.set(iocb, { t0, t1: performance.now(), read, offset, slot, generation: gen });
+        inflight++;
+      };
+      for (let slot = 0; slot < depth && more(); slot++) submit(slot);
+      while (inflight > 0) {
+        const events = await ctx.getEvents(1, depth);
+        const t2 = performance.now();
+        for (const event of events) {
+          const m = meta.get(event.obj)!;
+          meta.delete(event.obj);
+          inflight--;
+          if (event.res !== spec.bs) result.errors++;
+          record(m.read ? result.read : result.write, Math.max(0, event.res), m.t0, m.t1, t2);
+          if (!m.read) written.set(m.offset, Math.max(written.get(m.offset) ?? 0, m.generation));
+          else if (spec.verify === "crc32c" && event.res === spec.bs) verifyOne(result, buffers[m.slot], m.offset);
+        }
+        // fsync= / fdatasync=: after every N completed writes, a sync (it covers the writes
+        // completed so far; those still in flight go on meanwhile).
+        const writesDone = events.filter((e) => e.obj.opcode === "pwrite").length;
+        for (let i = 0; i < writesDone; i++) await syncIfDue();
+        for (const event of events) {
+          if (more()) submit(buffers.indexOf(event.obj.buf!));
+        }
+        progress();
+      }
+      await ctx.destroy();
+    }
+    result.runtimeMs = performance.now() - started;
+    if (spec.verify === "crc32c" && written.size > 0) {
+      // The verify phase: every written block read back (past the page cache for direct jobs).
+      const buf = buffers[0];
+      for (const offset of [...written.keys()].sort((a, b) => a - b)) {
+        const { bytesRead } = await fh.read(buf, 0, spec.bs, offset);
+        if (bytesRead !== spec.bs) {
+          result.verifyErrors.push({ offset, message: `read back ${bytesRead} of ${spec.bs} bytes` });
+          continue;
+        }
+        verifyOne(result, buf, offset);
+      }
+    }
+  } finally {
+    await fh.close().catch(() => undefined);
+    if (env.fs !== null) await env.fs.unmount().catch(() => undefined);
+    await disk.close();
+  }
+  return result;
+}
+
+function verifyOne(result: JobResult, buf: Uint8Array, offset: number): void {
+  result.verified++;
+  const problem = checkBlock(buf, offset);
+  if (problem !== null) result.verifyErrors.push({ offset, message: problem });
+}
+
+/** Runs every job of a list, each instance in turn. */
+export async function runJobs(specs: JobSpec[], opts: RunOptions): Promise<JobResult[]> {
+  const results: JobResult[] = [];
+  for (const given of specs) {
+    // The command line's --runtime and --seed override the file, and the report says so.
+    const spec = { ...given, runtime: opts.runtime ?? given.runtime, randseed: opts.seed ?? given.randseed };
+    for (let instance = 0; instance < spec.numjobs; instance++) results.push(await runJob(spec, instance, opts));
+  }
+  return results;
+}
