@@ -1,7 +1,7 @@
 // fio's output, from dioemu's job results: the JSON shape fio prints with --output-format=json
 // (jobs[].read|write|sync with io_bytes, bw in KiB/s, iops, clat_ns/lat_ns with min, max, mean,
 // stddev, N and percentiles), and a human summary like fio's normal output.
-import type { DirectionStats, Histogram, JobResult } from "./runner.js";
+import { direction, type DirectionStats, type Histogram, type JobResult } from "./runner.js";
 
 /** The percentiles fio reports by default. */
 export const FIO_PERCENTILES = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
@@ -60,7 +60,7 @@ export function fioJson(results: JobResult[], version: string): Record<string, u
       "job options": jobOptions(r),
       read: directionJson(r.read, r.runtimeMs),
       write: directionJson(r.write, r.runtimeMs),
-      trim: directionJson({ ios: 0, bytes: 0, slat: r.sync.slat, clat: r.sync.clat, lat: r.sync.lat }, 0),
+      trim: directionJson(direction(), 0),
       sync: { total_ios: r.sync.ios, lat_ns: latency(r.sync.lat, true) },
       job_runtime: Math.round(r.runtimeMs),
       usr_cpu: 0,

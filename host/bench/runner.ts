@@ -24,6 +24,8 @@ export interface RunOptions {
   runtime?: number;
   /** Overrides every job's randseed, as --seed. */
   seed?: number;
+  /** Called after the IO phase, before the verify phase (a test corrupts a block here). */
+  beforeVerify?: (env: { disk: Disk; fs: Filesystem | null; fh: FileHandle }) => Promise<void>;
   /** Called now and then while a job runs. */
   onProgress?: (p: { job: string; elapsedMs: number; ios: number; iops: number }) => void;
 }
@@ -62,7 +64,7 @@ function histogram(): Histogram {
   return hdr.build({ useWebAssembly: false, lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: 3 });
 }
 
-function direction(): DirectionStats {
+export function direction(): DirectionStats {
   return { ios: 0, bytes: 0, slat: histogram(), clat: histogram(), lat: histogram() };
 }
 
@@ -273,6 +275,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
       await ctx.destroy();
     }
     result.runtimeMs = performance.now() - started;
+    await opts.beforeVerify?.(env);
     if (spec.verify === "crc32c" && written.size > 0) {
       // The verify phase: every written block read back (past the page cache for direct jobs).
       const buf = buffers[0];
