@@ -190,6 +190,9 @@ export function parseJobFile(text: string, file = "<job file>"): JobSpec[] {
     setter(inGlobal ? global : current!.spec, value, fail);
   });
   finish();
-  if (jobs.length === 0) throw new JobFileError(file, lines.length, "no job sections (a job is a [name] section other than [global])");
+  if (jobs.length === 0) {
+    const last = lines.reduce((at, line, i) => (line.trim() !== "" ? i + 1 : at), 1);
+    throw new JobFileError(file, last, "no job sections (a job is a [name] section other than [global])");
+  }
   return jobs;
 }
