@@ -264,9 +264,14 @@ export class Disk {
     for (const hook of this.powerCutHooks) hook();
   }
 
-  /** @internal Runs `hook` at every power cut, after the device dropped its cache. */
-  onPowerCut(hook: () => void): void {
+  /** @internal Runs `hook` at every power cut, after the device dropped its cache; returns the
+   *  function that removes it. */
+  onPowerCut(hook: () => void): () => void {
     this.powerCutHooks.push(hook);
+    return () => {
+      const index = this.powerCutHooks.indexOf(hook);
+      if (index >= 0) this.powerCutHooks.splice(index, 1);
+    };
   }
 
   /**

@@ -157,6 +157,7 @@ export class FlushWorker {
   private cutsAtStart: number;
   private exited: Promise<void>;
   private readonly poll: () => void;
+  private readonly unhook: () => void;
   private waiting = false;
 
   private constructor(
@@ -173,7 +174,7 @@ export class FlushWorker {
     };
     disk.device.pollers.add(this.poll);
     worker.onError((error) => this.fail(error));
-    disk.onPowerCut(() => this.powerCut());
+    this.unhook = disk.onPowerCut(() => this.powerCut());
   }
 
   /** Starts the thread and waits until its core instance is attached to the disk's memory. */
@@ -271,6 +272,7 @@ export class FlushWorker {
     if (this.stopped) return;
     this.stopped = true;
     this.disk.device.pollers.delete(this.poll);
+    this.unhook();
     // Keep the process alive until the thread has exited (it is unref'd while it idles).
     this.worker.ref();
     Atomics.store(this.words, FLUSH_WORDS.STOP, 1);
