@@ -17,15 +17,19 @@ async function run(start: Start, post: (message: unknown) => void): Promise<void
   post("ready");
   let served = 0;
   for (;;) {
+    // The doorbell is read before anything is checked: a request or a stop that comes after this
+    // read changes it, so the wait below returns at once instead of sleeping through it.
+    const bell = Atomics.load(words, FLUSH_WORDS.DOORBELL);
     if (Atomics.load(words, FLUSH_WORDS.STOP) !== 0) break;
     let requested = Atomics.load(words, FLUSH_WORDS.REQUESTED);
     // A busy queue asks again within microseconds: spin a little before sleeping, since a wake
     // through Atomics.wait/notify costs tens of microseconds.
     for (let spins = 0; requested === served && spins < SPINS_BEFORE_WAIT; spins++) {
+      if ((spins & 255) === 0 && Atomics.load(words, FLUSH_WORDS.STOP) !== 0) break;
       requested = Atomics.load(words, FLUSH_WORDS.REQUESTED);
     }
     if (requested === served) {
-      Atomics.wait(words, FLUSH_WORDS.REQUESTED, requested);
+      Atomics.wait(words, FLUSH_WORDS.DOORBELL, bell);
       continue;
     }
     // Every request numbered up to `requested` was made after the writes it must cover had

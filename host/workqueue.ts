@@ -120,11 +120,26 @@ export class WorkQueue {
    * inline executor, on the Worker thread on the worker executor. Resolves with 0 or -errno.
    */
   async flush(): Promise<number> {
-    if (this.executor === "inline" || this.destroyed) return this.disk.queue.submitBioWait({ op: "flush", sector: 0, segments: [] });
+    if (this.executor === "inline" || this.destroyed || this.workerFailed) return this.disk.queue.submitBioWait({ op: "flush", sector: 0, segments: [] });
     // The Worker thread is created lazily, by the first flush the queue needs.
     this.flusherStart ??= FlushWorker.start(this.disk, this.name);
-    return (await this.flusherStart).flush();
+    let flusher: FlushWorker;
+    try {
+      flusher = await this.flusherStart;
+    } catch (error) {
+      // A thread that cannot start (no Worker support, a refused script) must not fail every
+      // sync silently: say so once, and flush through the block layer from now on.
+      if (!this.workerFailed) {
+        this.workerFailed = true;
+        const message = `dioemu: the flush worker of ${this.name} could not start (${(error as Error).message}); flushing on this thread instead`;
+        if (typeof process !== "undefined" && typeof process.emitWarning === "function") process.emitWarning(message);
+        else console.warn(message);
+      }
+      return this.flush();
+    }
+    return flusher.flush();
   }
+  private workerFailed = false;
 }
 
 // ---- the flush thread ---------------------------------------------------------------------------
@@ -139,6 +154,8 @@ export const FLUSH_WORDS = {
   STOP: 2,
   /** Flushes the worker issued (each serves every request pending when it woke). */
   FLUSHES: 3,
+  /** Bumped by every request and by the stop: the word the worker sleeps on. */
+  DOORBELL: 4,
 } as const;
 const CONTROL_BYTES = 64;
 
@@ -218,7 +235,8 @@ export class FlushWorker {
     return new Promise((resolve) => {
       const seq = Atomics.add(this.words, FLUSH_WORDS.REQUESTED, 1) + 1;
       this.pending.push({ seq, resolve });
-      Atomics.notify(this.words, FLUSH_WORDS.REQUESTED);
+      Atomics.add(this.words, FLUSH_WORDS.DOORBELL, 1);
+      Atomics.notify(this.words, FLUSH_WORDS.DOORBELL);
       this.armWait();
     });
   }
@@ -276,7 +294,8 @@ export class FlushWorker {
     // Keep the process alive until the thread has exited (it is unref'd while it idles).
     this.worker.ref();
     Atomics.store(this.words, FLUSH_WORDS.STOP, 1);
-    Atomics.notify(this.words, FLUSH_WORDS.REQUESTED);
+    Atomics.add(this.words, FLUSH_WORDS.DOORBELL, 1);
+    Atomics.notify(this.words, FLUSH_WORDS.DOORBELL);
     await this.exited;
     for (const p of this.pending.splice(0)) p.resolve(-ERRNO.EIO);
     if (!this.disk.isClosed) this.disk.free(this.control);
@@ -298,7 +317,8 @@ async function spawnFlushWorker(memory: WebAssembly.Memory, controlOffset: numbe
   const data = { memory, controlOffset };
   if (typeof process !== "undefined" && process.versions?.node !== undefined) {
     const { Worker } = await import("node:worker_threads");
-    const worker = new Worker(url, { workerData: data, name });
+    // The parent's command-line flags (--input-type, --eval...) are not the worker's.
+    const worker = new Worker(url, { workerData: data, name, execArgv: [] });
     // A queue left running must not keep the process alive (unmount stops it in order).
     worker.unref();
     await new Promise<void>((resolve, reject) => {

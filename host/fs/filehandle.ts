@@ -494,7 +494,6 @@ export class FileHandle {
       let bySubmitter: DioResult | undefined;
       let submitterDone!: (r: DioResult) => void;
       const submitterCompletion = new Promise<DioResult>((resolve) => { submitterDone = resolve; });
-      const cachedPages = fs.pages.pagesOf(inode.ino).length > 0;
       let queued = false;
       const onComplete = (r: DioResult, fromBio: boolean): void => {
         if (op === "read") {
@@ -514,7 +513,7 @@ export class FileHandle {
           submitterDone(r);
           return;
         }
-        this.completeQueued(op, r, offset, { dsync, datasync, work, cachedPages, syscall, post });
+        this.completeQueued(op, r, offset, { dsync, datasync, work, syscall, post });
       };
       let dio;
       try {
@@ -639,7 +638,7 @@ export class FileHandle {
    */
   private completeQueued(
     op: "read" | "write", r: DioResult, offset: number,
-    o: { dsync: boolean; datasync: boolean; work: SyncWork | null; cachedPages: boolean; syscall: string; post: (res: number) => void },
+    o: { dsync: boolean; datasync: boolean; work: SyncWork | null; syscall: string; post: (res: number) => void },
   ): void {
     const fs = this.fs;
     const inode = this.inode;
@@ -665,20 +664,24 @@ export class FileHandle {
           this.seedFsEndIo(op, r, offset, o.work, o, event, dioEnd);
         } else {
           if (o.work !== null) fs.freeSyncWork(o.work, inode);
-          this.genericDioEndIo(null, r.ret, offset, true, o, event, dioEnd);
+          this.genericDioEndIo(null, r.ret, r.result, offset, true, o, event, dioEnd);
         }
         return;
       case "merged":
       case "iomap": {
         const needSync = o.dsync && !r.fua;
-        const defer = r.result !== 0 && (needSync || (fs.semantics === "iomap" && op === "write" && o.cachedPages));
+        // 4.14 on: a write to a file with pages in the cache (read in while it was in flight)
+        // defers, so that the invalidation runs in process context; decided at completion.
+        const cachedPages = fs.semantics === "iomap" && op === "write" && fs.pages.pagesOf(inode.ino).length > 0;
+        const defer = r.result !== 0 && (needSync || cachedPages);
         const complete = async (inWorker: boolean): Promise<void> => {
           this.endIo(op, r, offset);
           dioEnd();
           let res = r.ret;
           if (inWorker && needSync) {
             fs.dioStep("sync_start", inode, offset, res);
-            const err = await fs.syncRange(inode, offset, res, o.datasync, o.syscall, fs.dioQueue ?? undefined);
+            // generic_write_sync(file, offset, transferred): the bytes set up, even after an IO error.
+            const err = await fs.syncRange(inode, offset, r.result, o.datasync, o.syscall, fs.dioQueue ?? undefined);
             fs.dioStep("sync_end", inode, offset, err);
             if (err < 0 && res > 0) res = err;
           }
@@ -690,7 +693,9 @@ export class FileHandle {
           fs.dioStep("work_queued", inode, offset, r.ret);
           queue.queue(() => complete(true));
         } else {
-          void complete(false);
+          // Inline; a sync that could not be deferred (no queue: the filesystem is going away)
+          // still runs, never skipped.
+          void complete(defer);
         }
         return;
       }
@@ -704,12 +709,12 @@ export class FileHandle {
     o: { datasync: boolean; syscall: string }, event: (res: number) => void, dioEnd: () => void,
   ): void {
     this.endIo(op, r, offset);
-    this.genericDioEndIo(cookie, r.ret, offset, true, o, event, dioEnd);
+    this.genericDioEndIo(cookie, r.ret, r.result, offset, true, o, event, dioEnd);
   }
 
   /** The seed's generic_dio_end_io() (spec 3.3). */
   private genericDioEndIo(
-    work: SyncWork | null, ret: number, offset: number, isAsync: boolean,
+    work: SyncWork | null, ret: number, bytes: number, offset: number, isAsync: boolean,
     o: { datasync: boolean; syscall: string }, event: (res: number) => void, dioEnd: () => void,
   ): void {
     const fs = this.fs;
@@ -718,28 +723,33 @@ export class FileHandle {
       dioEnd();
       return;
     }
-    const queue = fs.dioQueue;
-    if (work === null || queue === null) {
-      if (work !== null) fs.freeSyncWork(work, inode); // the filesystem died: nothing to sync on
+    if (work === null) {
       event(ret);
       dioEnd();
       return;
     }
     work.ret = ret;
     work.offset = offset;
-    work.len = ret;
-    fs.dioStats.workQueued++;
-    fs.dioStep("work_queued", inode, offset, ret);
+    work.len = bytes;
     const record = work;
-    queue.queue(async () => {
+    const queue = fs.dioQueue;
+    const run = async (): Promise<void> => {
       fs.dioStep("sync_start", inode, record.offset, record.ret);
-      const err = await fs.syncRange(inode, record.offset, record.len, o.datasync, o.syscall, queue);
+      const err = await fs.syncRange(inode, record.offset, record.len, o.datasync, o.syscall, queue ?? undefined);
       fs.dioStep("sync_end", inode, record.offset, err);
       if (err < 0 && record.ret > 0) record.ret = err;
       event(record.ret);
       dioEnd();
       fs.freeSyncWork(record, inode);
-    });
+    };
+    if (queue === null) {
+      // No queue (the filesystem is going away): the sync still runs, never skipped.
+      void run();
+      return;
+    }
+    fs.dioStats.workQueued++;
+    fs.dioStep("work_queued", inode, offset, ret);
+    queue.queue(run);
   }
 
   /**
