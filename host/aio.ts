@@ -107,6 +107,7 @@ export class AioContext {
     const direct = (iocb.fh.flags & O_DIRECT) !== 0 && !(iocb.fh instanceof BlockDeviceHandle);
     // The durability oracle sees a direct write from submission to event (a buffered one through
     // its FileHandle call, and a per-iocb sync as a sync).
+    // An O_APPEND write's place is decided under the inode lock (recordWrite's place()).
     const record = writes && direct
       ? iocb.fh.recordWrite(iocb.offset ?? 0, iocb.opcode === "pwrite" ? [iocb.buf!] : iocb.bufs!, `io_getevents event of iocb data=${String(iocb.data)}`)
       : null;
@@ -120,14 +121,14 @@ export class AioContext {
     try {
       // Let io_submit return before the request's own completion can run.
       await Promise.resolve();
-      await this.perform(iocb, complete);
+      await this.perform(iocb, complete, record);
     } catch (error) {
       if (posted) throw error;
       complete(error instanceof DioError ? error.errno : -5);
     }
   }
 
-  private async perform(iocb: Iocb, complete: (res: number) => void): Promise<void> {
+  private async perform(iocb: Iocb, complete: (res: number) => void, record: { place(at: number): void } | null): Promise<void> {
     const { fh } = iocb;
     const offset = iocb.offset ?? 0;
     const rw = iocb.opcode === "pread" || iocb.opcode === "preadv" || iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
@@ -136,7 +137,7 @@ export class AioContext {
       // by the filesystem's completion queue, which posts the event itself (per semantics).
       const op = iocb.opcode === "pread" || iocb.opcode === "preadv" ? "read" : "write";
       const buffers = iocb.buf !== undefined && (iocb.opcode === "pread" || iocb.opcode === "pwrite") ? [iocb.buf] : iocb.bufs!;
-      await fh.aioDirect(op, buffers, offset, iocb.rwFlags ?? 0, iocb, "io_submit", complete);
+      await fh.aioDirect(op, buffers, offset, iocb.rwFlags ?? 0, iocb, "io_submit", complete, record);
       return;
     }
     switch (iocb.opcode) {

@@ -76,7 +76,8 @@ export class Device {
    *  or with EIO if the power is cut first. */
   private cachelessFlushWaiters: ((status: number) => void)[] = [];
   private readonly schedule: Scheduler = defaultScheduler();
-  /** @internal Called before each request's completion is reported (crash tests' cut points). */
+  /** @internal Called before each request takes effect at the device (and is then reported
+   *  complete), while it is still in flight: crash tests' cut points. */
   beforeCompletion: ((request: DeviceRequest) => void) | undefined;
   /** Called when the device becomes idle (nothing in flight, nothing deferred). */
   onIdle: (() => void) | undefined;
@@ -171,23 +172,27 @@ export class Device {
       this.now = nextTick;
       const ready = this.inflight.filter((entry) => entry.dueTick <= this.now);
       ready.sort((a, b) => a.dueTick - b.dueTick || a.order - b.order);
-      for (let i = this.inflight.length - 1; i >= 0; i--) {
-        if (this.inflight[i].dueTick <= this.now) this.inflight.splice(i, 1);
-      }
       // Data moves for the whole batch first, then completions run: a completion that submits
-      // more IO joins a later batch.
-      const statuses = ready.map((entry) => this.perform(entry));
+      // more IO joins a later batch. Each request stays in flight until it takes effect, so a
+      // crash test that cuts the power just before one (beforeCompletion) finds it, and those
+      // after it, still in flight: the power cut decides what of them reached the media, and
+      // fails them. A flush cut there has made nothing durable.
       const cycle = this.powerCycles;
-      ready.forEach((entry, i) => {
+      const performed: { entry: InFlight; status: number }[] = [];
+      for (const entry of ready) {
+        this.beforeCompletion?.(entry.request);
+        if (this.powerCycles !== cycle) break;
+        this.inflight.splice(this.inflight.indexOf(entry), 1);
+        performed.push({ entry, status: this.perform(entry) });
+      }
+      for (const { entry, status } of performed) {
         const { request } = entry;
-        // A crash test may cut the power here, before this completion is reported.
-        this.beforeCompletion?.(request);
         // A completion earlier in this batch may have cut the power: what was not yet reported
         // complete was in flight at the cut, and its data may be gone with the cache.
-        const status = this.powerCycles === cycle ? statuses[i] : -ERRNO.EIO;
-        this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, status);
-        request.done(status);
-      });
+        const reported = this.powerCycles === cycle ? status : -ERRNO.EIO;
+        this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, reported);
+        request.done(reported);
+      }
     }
     if (!this.idle) this.kick();
     else this.onIdle?.();

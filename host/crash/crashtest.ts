@@ -2,8 +2,9 @@
 //
 // Each run gets a fresh disk and filesystem, seeded with the run's seed, and the inline executor,
 // so a run is a pure function of (seed, cut point). A cut point k means "the power goes just
-// before the device reports its k-th request completion" (k = total + 1: after the workload has
-// finished). A first, uncut execution counts the completions and where the flushes are; then the
+// before the device's k-th request takes effect" (its data moved, or a flush made things durable,
+// then reported complete); k = total + 1 is after the workload has finished. A first, uncut
+// execution counts the requests and where the flushes and FUA writes are; then the
 // workload runs again and the power is cut at the chosen point(s). After the cut the disk is
 // mounted again and `check` (by default the oracle's) decides what was lost.
 import { Disk, type DiskOptions } from "../disk.js";
@@ -87,7 +88,7 @@ function checkOptions(opts: CrashTestOptions): void {
 
 interface Execution {
   completions: number;
-  /** Completion numbers (1-based) that were flushes. */
+  /** Request numbers (1-based) that were flushes or FUA writes: the durability points. */
   flushes: number[];
 }
 
@@ -117,7 +118,8 @@ export async function crashTest(opts: CrashTestOptions): Promise<CrashReport> {
     let cut = false;
     env.disk.device.beforeCompletion = (request) => {
       exec.completions++;
-      if (request.kind === "flush") exec.flushes.push(exec.completions);
+      // Durability points: flushes, and FUA writes (iomap's write-through has no flush).
+      if (request.kind === "flush" || (request.kind === "write" && request.fua)) exec.flushes.push(exec.completions);
       if (!cut && exec.completions === cutAt) {
         cut = true;
         void env.disk.crash({ torn: opts.torn === true });

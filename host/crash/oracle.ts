@@ -52,8 +52,17 @@ export interface DurabilityViolation {
 
 /** The recorder the filesystem calls (Filesystem.recorder). */
 export interface DurabilityRecorder {
-  writeStart(file: string, offset: number, buffers: readonly Uint8Array[], how: string): (res: number, dsync: boolean) => void;
+  /** A write starts at `offset`, or at a place not known yet (null: O_APPEND, the file position)
+   *  that `place()` gives once the write takes it. Call the result when it is acknowledged or
+   *  fails, with the count and whether the acknowledgement promises durability. */
+  writeStart(file: string, offset: number | null, buffers: readonly Uint8Array[], how: string): WriteDone;
   syncStart(file: string | null, how: string): (ok: boolean) => void;
+}
+
+/** Ends a recorded write; place() sets where it lands, when that was not known at its start. */
+export interface WriteDone {
+  (res: number, dsync: boolean): void;
+  place(offset: number): void;
 }
 
 /** Compared and reported per sector of the file: the device never mixes bytes within one. */
@@ -67,7 +76,7 @@ export class DurabilityOracle implements DurabilityRecorder {
   /** @param now the device clock, for reports. */
   constructor(private readonly now: () => number = () => 0) {}
 
-  writeStart(file: string, offset: number, buffers: readonly Uint8Array[], how: string): (res: number, dsync: boolean) => void {
+  writeStart(file: string, offset: number | null, buffers: readonly Uint8Array[], how: string): WriteDone {
     const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
     const data = new Uint8Array(total);
     let at = 0;
@@ -75,10 +84,11 @@ export class DurabilityOracle implements DurabilityRecorder {
       data.set(b, at);
       at += b.byteLength;
     }
-    const write: RecordedWrite = { id: this.writes.length + 1, file, offset, data, submitted: ++this.clock, dsync: false, how };
+    // A write whose place is not known yet covers nothing until it is placed.
+    const write: RecordedWrite = { id: this.writes.length + 1, file, offset: offset ?? 0, data: offset === null ? data.subarray(0, 0) : data, submitted: ++this.clock, dsync: false, how };
     this.writes.push(write);
     let done = false;
-    return (res, dsync) => {
+    const end = (res: number, dsync: boolean): void => {
       if (done) return;
       done = true;
       // Only a whole write is acknowledged here. A short write's count promises its prefix: keep it.
@@ -88,6 +98,12 @@ export class DurabilityOracle implements DurabilityRecorder {
       write.dsync = dsync;
       write.ackTime = this.now();
     };
+    return Object.assign(end, {
+      place: (at: number): void => {
+        write.offset = at;
+        if (write.data.length === 0) write.data = data;
+      },
+    });
   }
 
   syncStart(file: string | null, how: string): (ok: boolean) => void {

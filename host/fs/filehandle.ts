@@ -6,6 +6,7 @@ import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, RWF_DSYNC, 
 import { dioBlockBits, dioRun, dioStart, passes, passSegments, type DioResult, type DioTarget } from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork } from "./filesystem.js";
+import type { WriteDone } from "../crash/oracle.js";
 
 /** -EIOCBQUEUED: what direct_IO returns for a queued AIO (the legacy caller synced with it). */
 const EIOCBQUEUED = 529;
@@ -96,7 +97,7 @@ export class FileHandle {
     const record = this.recordWrite(at, [data], syscall);
     let bytesWritten = 0;
     try {
-      bytesWritten = this.direct ? await this.directWrite([data], at, syscall) : await this.writeAt(data, at, syscall);
+      bytesWritten = this.direct ? await this.directWrite([data], at, syscall, 0, record) : await this.writeAt(data, at, syscall, record);
     } finally {
       record?.(bytesWritten, this.isDsync(0));
     }
@@ -112,7 +113,7 @@ export class FileHandle {
     let bytesWritten = 0;
     try {
       if (this.direct) {
-        bytesWritten = await this.directWrite(buffers, at, syscall);
+        bytesWritten = await this.directWrite(buffers, at, syscall, 0, record);
       } else {
         const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
         const joined = new Uint8Array(total);
@@ -121,7 +122,7 @@ export class FileHandle {
           joined.set(b, done);
           done += b.byteLength;
         }
-        bytesWritten = await this.writeAt(joined, at, syscall);
+        bytesWritten = await this.writeAt(joined, at, syscall, record);
       }
     } finally {
       record?.(bytesWritten, this.isDsync(0));
@@ -181,13 +182,14 @@ export class FileHandle {
   }
 
   /** Buffered write at `at` (null: the file position), then the sync a sync file or inode needs. */
-  private async writeAt(data: Uint8Array, at: number | null, syscall: string): Promise<number> {
+  private async writeAt(data: Uint8Array, at: number | null, syscall: string, landed?: { place(at: number): void } | null): Promise<number> {
     const fs = this.fs;
     const inode = this.inode;
     const written = await inode.lock.run(async () => {
       fs.checkAlive(syscall);
       // O_APPEND: every write goes to the end, whatever position was asked for (as Linux pwrite).
       const from = (this.flags & O_APPEND) !== 0 ? inode.size : at ?? this.position;
+      landed?.place(from);
       const copied = await this.writeLocked(data, from, syscall);
       // pwrite (an explicit position) leaves the file position alone, even with O_APPEND.
       if (at === null) this.position = from + copied;
@@ -351,7 +353,7 @@ export class FileHandle {
    * invalidated), the call returning the full count; invalidate again; i_size after the data;
    * i_dio_count down; then the O_SYNC/O_DSYNC sync.
    */
-  private async directWrite(buffers: Uint8Array[], at: number | null, syscall: string, rwFlags = 0): Promise<number> {
+  private async directWrite(buffers: Uint8Array[], at: number | null, syscall: string, rwFlags = 0, landed?: { place(at: number): void } | null): Promise<number> {
     const fs = this.fs;
     const inode = this.inode;
     const target = this.dioTarget();
@@ -374,6 +376,7 @@ export class FileHandle {
     const written = await inode.lock.run(async () => {
       fs.checkAlive(syscall);
       const from = append ? inode.size : at ?? this.position;
+      landed?.place(from);
       syncFrom = from;
       const dioBits = dioBlockBits(target, buffers, from, syscall);
       if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
@@ -436,7 +439,7 @@ export class FileHandle {
    */
   async aioDirect(
     op: "read" | "write", buffers: Uint8Array[], offset: number, rwFlags: number, iocb: unknown, syscall: string,
-    post: (res: number) => void,
+    post: (res: number) => void, landed?: { place(at: number): void } | null,
   ): Promise<void> {
     const fs = this.fs;
     const inode = this.inode;
@@ -450,7 +453,7 @@ export class FileHandle {
     const datasync = !this.isFullSync(rwFlags);
     const sem = fs.semantics;
     const synchronous = async (): Promise<void> => {
-      post(op === "write" ? await this.directWrite(buffers, offset, syscall, rwFlags) : await this.directRead(buffers, offset, syscall));
+      post(op === "write" ? await this.directWrite(buffers, offset, syscall, rwFlags, landed) : await this.directRead(buffers, offset, syscall));
     };
     const extending = op === "write" && (append || offset + total > inode.size);
     if (total === 0 || extending || passes(fs.disk, buffers, offset, fs.blockSize).length > 1) return synchronous();
@@ -797,14 +800,14 @@ export class FileHandle {
 
   // ---- the durability oracle's view (Filesystem.recorder, set by crashTest) --------------------
 
-  /** @internal Records a write about to start (null when nothing records): call the result with
-   *  the count written and whether its acknowledgement promises durability. */
-  recordWrite(at: number | null, buffers: readonly Uint8Array[], how: string): ((res: number, dsync: boolean) => void) | null {
+  /** @internal Records a write about to start (null when nothing records). Its place is `at`
+   *  unless O_APPEND or the file position decides it under the inode lock (place() then). Call the
+   *  result with the count written and whether its acknowledgement promises durability. */
+  recordWrite(at: number | null, buffers: readonly Uint8Array[], how: string): WriteDone | null {
     const recorder = this.fs.recorder;
     const name = this.inode?.name;
     if (recorder === undefined || name === null || name === undefined) return null;
-    const offset = (this.flags & O_APPEND) !== 0 ? this.inode.size : at ?? this.position;
-    return recorder.writeStart(name, offset, buffers, how);
+    return recorder.writeStart(name, (this.flags & O_APPEND) !== 0 ? null : at, buffers, how);
   }
 
   /** @internal Runs a sync of this file, recorded for the oracle. */
