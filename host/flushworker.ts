@@ -33,11 +33,15 @@ async function run(start: Start, post: (message: unknown) => void): Promise<void
       continue;
     }
     // Every request numbered up to `requested` was made after the writes it must cover had
-    // completed; a flush marked now covers them all.
-    core.dev_flush_commit(core.dev_flush_mark());
-    Atomics.add(words, FLUSH_WORDS.FLUSHES, 1);
-    served = requested;
-    Atomics.store(words, FLUSH_WORDS.SERVED, served);
+    // completed. An ordered queue gets one flush per request, one after the other; otherwise a
+    // flush marked now covers them all.
+    const each = Atomics.load(words, FLUSH_WORDS.ORDERED) !== 0;
+    do {
+      core.dev_flush_commit(core.dev_flush_mark());
+      Atomics.add(words, FLUSH_WORDS.FLUSHES, 1);
+      served = each ? served + 1 : requested;
+      Atomics.store(words, FLUSH_WORDS.SERVED, served);
+    } while (served !== requested);
     // Wakes a waitAsync() on the other side (the fast path), then the message (the fallback).
     Atomics.notify(words, FLUSH_WORDS.SERVED);
     post(served);

@@ -27,12 +27,16 @@ export interface WorkQueueStats {
 }
 
 type Work = () => Promise<void>;
+/** An item of the queue: general work, or one whose whole work is a cache flush (see queueFlush). */
+type Item = { kind: "work"; run: Work } | { kind: "flush"; after: (status: number) => void };
 
 /** A work queue; make one with WorkQueue.create(). */
 export class WorkQueue {
   readonly stats: WorkQueueStats = { queued: 0, completed: 0, maxRunning: 0 };
-  private readonly pending: Work[] = [];
+  private readonly pending: Item[] = [];
   private running = 0;
+  /** Flush items handed to the Worker thread and not yet reported back. */
+  private delegated = 0;
   private readonly idleWaiters: (() => void)[] = [];
   private destroyed = false;
 
@@ -66,23 +70,66 @@ export class WorkQueue {
 
   /** Items queued or running. */
   get busy(): number {
-    return this.pending.length + this.running;
+    return this.pending.length + this.running + this.delegated;
   }
 
   /** queue_work(): the item runs after those queued before it, once a slot is free. */
   queue(work: Work): void {
     if (this.destroyed) throw new Error(`dioemu: work queued on the destroyed workqueue ${this.name}`);
-    this.pending.push(work);
+    this.pending.push({ kind: "work", run: work });
+    this.stats.queued++;
+    this.startMore();
+  }
+
+  /**
+   * Queues an item whose whole work is one cache flush, then `after(status)` on this thread. On
+   * the inline executor it is an ordinary item. On the worker executor the Worker thread runs it:
+   * such items are handed over as they reach the head of the queue, and the thread carries them
+   * out in order — with max_active 1, one flush per item, one after the other (the seed's
+   * ordered queue); otherwise one flush serves every item waiting for it — so a run of them costs
+   * one wake of the thread, not one per item. General work still waits its turn behind them.
+   */
+  queueFlush(after: (status: number) => void): void {
+    if (this.executor !== "worker" || this.workerFailed) {
+      this.queue(async () => after(await this.flush()));
+      return;
+    }
+    if (this.destroyed) throw new Error(`dioemu: work queued on the destroyed workqueue ${this.name}`);
+    this.pending.push({ kind: "flush", after });
     this.stats.queued++;
     this.startMore();
   }
 
   private startMore(): void {
-    while (this.running < this.maxActive && this.pending.length > 0) {
-      const work = this.pending.shift()!;
+    while (this.pending.length > 0) {
+      const head = this.pending[0];
+      if (head.kind === "flush") {
+        // The thread runs handed-over items one at a time when max_active is 1: any number may
+        // wait there; general work must not be running meanwhile.
+        const room = this.maxActive === 1 ? this.running === 0 : this.running + this.delegated < this.maxActive;
+        if (!room) break;
+        this.pending.shift();
+        this.delegated++;
+        this.stats.maxRunning = Math.max(this.stats.maxRunning, this.maxActive === 1 ? 1 : this.running + this.delegated);
+        void this.flush().then((status) => {
+          try {
+            head.after(status);
+          } catch (error) {
+            queueMicrotask(() => { throw error; });
+          } finally {
+            this.delegated--;
+            this.stats.completed++;
+            this.startMore();
+            if (this.busy === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+          }
+        });
+        continue;
+      }
+      if (this.running + this.delegated >= this.maxActive) break;
+      this.pending.shift();
       this.running++;
       this.stats.maxRunning = Math.max(this.stats.maxRunning, this.running);
-      this.disk.device.defer(() => void this.runOne(work));
+      this.disk.device.defer(() => void this.runOne(head.run));
     }
   }
 
@@ -122,7 +169,7 @@ export class WorkQueue {
   async flush(): Promise<number> {
     if (this.executor === "inline" || this.destroyed || this.workerFailed) return this.disk.queue.submitBioWait({ op: "flush", sector: 0, segments: [] });
     // The Worker thread is created lazily, by the first flush the queue needs.
-    this.flusherStart ??= FlushWorker.start(this.disk, this.name);
+    this.flusherStart ??= FlushWorker.start(this.disk, this.name, this.maxActive === 1);
     let flusher: FlushWorker;
     try {
       flusher = await this.flusherStart;
@@ -156,6 +203,9 @@ export const FLUSH_WORDS = {
   FLUSHES: 3,
   /** Bumped by every request and by the stop: the word the worker sleeps on. */
   DOORBELL: 4,
+  /** 1: one flush per request, in order (an ordered queue, max_active 1); 0: one flush serves
+   *  every request pending when the worker wakes. */
+  ORDERED: 5,
 } as const;
 const CONTROL_BYTES = 64;
 
@@ -195,12 +245,13 @@ export class FlushWorker {
   }
 
   /** Starts the thread and waits until its core instance is attached to the disk's memory. */
-  static async start(disk: Disk, name: string): Promise<FlushWorker> {
+  static async start(disk: Disk, name: string, ordered: boolean): Promise<FlushWorker> {
     if (!(disk.memory.buffer instanceof SharedArrayBuffer)) {
       throw new DioError("ENOTSUP", "alloc_workqueue", "the worker executor needs the disk's memory to be shared");
     }
     const control = disk.alloc(CONTROL_BYTES, 64);
     control.fill(0);
+    new Int32Array(control.buffer, control.byteOffset, CONTROL_BYTES / 4)[FLUSH_WORDS.ORDERED] = ordered ? 1 : 0;
     let worker: WorkerLike;
     try {
       worker = await spawnFlushWorker(disk.memory, control.byteOffset, name);

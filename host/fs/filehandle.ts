@@ -677,9 +677,12 @@ export class FileHandle {
         // defers, so that the invalidation runs in process context; decided at completion.
         const cachedPages = fs.semantics === "iomap" && op === "write" && fs.pages.pagesOf(inode.ino).length > 0;
         const defer = r.result !== 0 && (needSync || cachedPages);
+        let endIoDone = false;
         const complete = async (inWorker: boolean): Promise<void> => {
-          this.endIo(op, r, offset);
-          dioEnd();
+          if (!endIoDone) {
+            this.endIo(op, r, offset);
+            dioEnd();
+          }
           let res = r.ret;
           if (inWorker && needSync) {
             fs.dioStep("sync_start", inode, offset, res);
@@ -694,6 +697,23 @@ export class FileHandle {
         if (defer && queue !== null) {
           fs.dioStats.workQueued++;
           fs.dioStep("work_queued", inode, offset, r.ret);
+          if (queue.executor === "worker" && needSync) {
+            // On the worker executor the item's first steps (end_io, i_dio_count--) run here, so
+            // that what its sync needs is known: when that is only a cache flush, the queue's
+            // thread runs it (queueFlush), and one flush serves every item waiting for it.
+            this.endIo(op, r, offset);
+            dioEnd();
+            endIoDone = true;
+            if (fs.syncIsFlushOnly(inode, offset, r.result, o.datasync)) {
+              queue.queueFlush((status) => {
+                fs.dioStats.syncs++;
+                fs.dioStep("sync_start", inode, offset, r.ret);
+                fs.dioStep("sync_end", inode, offset, status);
+                event(status < 0 && r.ret > 0 ? status : r.ret);
+              });
+              return;
+            }
+          }
           queue.queue(() => complete(true));
         } else {
           // Inline; a sync that could not be deferred (no queue: the filesystem is going away)
@@ -752,6 +772,20 @@ export class FileHandle {
     }
     fs.dioStats.workQueued++;
     fs.dioStep("work_queued", inode, offset, ret);
+    if (queue.executor === "worker" && fs.syncIsFlushOnly(inode, record.offset, record.len, o.datasync)) {
+      // The whole sync is a cache flush: the queue's thread runs it (queueFlush), in order, one
+      // flush per item. (The inline executor runs the same item through generic_write_sync.)
+      queue.queueFlush((status) => {
+        fs.dioStats.syncs++;
+        fs.dioStep("sync_start", inode, record.offset, record.ret);
+        fs.dioStep("sync_end", inode, record.offset, status);
+        if (status < 0 && record.ret > 0) record.ret = status;
+        event(record.ret);
+        dioEnd();
+        fs.freeSyncWork(record, inode);
+      });
+      return;
+    }
     queue.queue(run);
   }
 

@@ -496,6 +496,16 @@ export class Filesystem {
     }
   }
 
+  /** @internal Whether generic_write_sync() over [offset, offset + count) would be only a cache
+   *  flush: no dirty page in the range, no metadata the sync must commit. */
+  syncIsFlushOnly(inode: Inode, offset: number, count: number, datasync: boolean): boolean {
+    const needed = datasync ? inode.dataVersion : inode.allVersion;
+    if (needed > this.durableVersion) return false;
+    const first = Math.floor(offset / PAGE_BYTES);
+    const end = Math.ceil((offset + Math.max(0, count)) / PAGE_BYTES);
+    return !this.pages.pagesOf(inode.ino, true).some((page) => page.index >= first && page.index < end);
+  }
+
   /** @internal Is the inode IS_SYNC (mount -o sync)? */
   isSyncInode(_inode: Inode): boolean {
     return this.syncMount;
