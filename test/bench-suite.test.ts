@@ -94,6 +94,9 @@ test("every parser error names the file, the line and the option", () => {
     ["[j]\nsize=\n", 2, "needs a value"],
     ["[j]\nbs=4k\nsize=10k\n", 1, "not a multiple of bs"],
     ["[global]\nbs=4k\n", 2, "no job sections"],
+    ["[j]\nsize=3g\n", 1, "more than an in-memory dioemu disk holds"],
+    ["[j]\nbs=1m\nsize=1m\nioengine=libaio\niodepth=64\n", 1, "iodepth 64 x bs 1048576"],
+    ["[j]\nbs=8k\nsize=4k\n", 1, "smaller than bs"],
   ];
   for (const [text, line, words] of cases) {
     const error = parseError(text);

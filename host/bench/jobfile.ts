@@ -44,6 +44,11 @@ export class JobFileError extends Error {
   }
 }
 
+/** The largest `size` a job may have: its disk must fit in one wasm32 memory with the rest. */
+export const SIZE_MAX = 2560 * 2 ** 20;
+/** The most bytes of IO buffers in flight (iodepth x bs). */
+export const BUFFERS_MAX = 32 << 20;
+
 /** The raw device's name in `filename=`. */
 export const RAW_DEVICE = "/dev/dioemu";
 
@@ -157,8 +162,15 @@ export function parseJobFile(text: string, file = "<job file>"): JobSpec[] {
     spec.name = current.spec.name ?? current.name;
     spec.where = `${file}:${current.line}`;
     if (spec.filename === "") spec.filename = spec.name.replace(/[^A-Za-z0-9._-]/g, "_");
+    if (spec.size < spec.bs) throw new JobFileError(file, current.line, `size ${spec.size} of job ${spec.name} is smaller than bs ${spec.bs}`);
     if (spec.size % spec.bs !== 0 && spec.filename !== RAW_DEVICE) {
       throw new JobFileError(file, current.line, `size ${spec.size} of job ${spec.name} is not a multiple of bs ${spec.bs}`);
+    }
+    // One in-memory disk (data, metadata, cache, buffers) must fit in a wasm32 memory.
+    if (spec.size > SIZE_MAX) throw new JobFileError(file, current.line, `size ${spec.size} of job ${spec.name} is more than an in-memory dioemu disk holds here (${SIZE_MAX} bytes)`);
+    const depth = spec.ioengine === "libaio" ? spec.iodepth : 1;
+    if (depth * spec.bs > BUFFERS_MAX) {
+      throw new JobFileError(file, current.line, `iodepth ${depth} x bs ${spec.bs} of job ${spec.name} needs more than the ${BUFFERS_MAX} bytes of IO buffers a job may have`);
     }
     jobs.push(spec);
     current = null;

@@ -133,7 +133,6 @@ async function prepare(spec: JobSpec, opts: RunOptions): Promise<Env> {
   const raw = spec.filename === RAW_DEVICE;
   const dataBytes = spec.size;
   const diskBytes = raw ? dataBytes : Math.ceil((dataBytes * 1.1 + (8 << 20)) / (1 << 20)) * (1 << 20);
-  if (diskBytes > 3 * 2 ** 30) throw new Error(`${spec.where}: size ${spec.size} needs a disk larger than dioemu's 3 GiB limit for benchmarks`);
   const arenaBytes = Math.min(64 << 20, Math.max(4 << 20, spec.iodepth * spec.bs * 2 + (2 << 20)));
   const disk = await Disk.create({ size: diskBytes, cacheBytes: 32 << 20, arenaBytes, executor: opts.executor, latency: { readMin: 1, readMax: 1, writeMin: 1, writeMax: 1, flushMin: 1, flushMax: 1 } });
   const flags = O_RDWR | (spec.direct ? O_DIRECT : 0) | (spec.sync === "sync" ? O_SYNC : spec.sync === "dsync" ? O_DSYNC : 0);
