@@ -189,6 +189,10 @@ async function main(argv: string[]): Promise<number> {
       await demo((line) => console.log(line));
       return 0;
     }
+    if ((command === "crashtest" || command === "bench") && (rest.includes("--help") || rest.includes("-h"))) {
+      console.log(HELP);
+      return 0;
+    }
     if (command === "crashtest") return await crashtestCommand(rest);
     if (command === "bench") return await benchCommand(rest, (line) => console.log(line), process.stderr);
     throw new UsageError(`unknown command ${command}`);
