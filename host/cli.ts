@@ -35,7 +35,7 @@ crashtest options:
   --json           print the reports as JSON (shape in README.md) instead of the table
 
 bench options:
-${BENCH_HELP.split("\n").slice(2).join("\n")}
+${BENCH_HELP.split("\n").slice(4).join("\n")}
 
 Exit status: 0 on success; 1 when acknowledged writes were lost under seed, merged or iomap
 (losses under legacy are the bug being shown, and are reported, not failed) or when a benchmark's
