@@ -110,6 +110,20 @@ export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: Dio
 /** The most bytes one pass maps: 16 MiB, or 1 MiB when buffers are bounced (arena room). */
 const BOUNCED_PASS_BYTES_MAX = 1 << 20;
 
+/** Whether a request runs as one pass (passes() would return one): the cheap test. */
+export function onePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): boolean {
+  let total = 0;
+  let bounced = false;
+  for (const b of buffers) {
+    total += b.byteLength;
+    if (b.byteLength > 0 && !bounced && !inArena(disk, b)) bounced = true;
+  }
+  const cap = bounced ? BOUNCED_PASS_BYTES_MAX : DIO_CALL_BYTES_MAX;
+  let passEnd = Math.floor((from + cap) / fsBlock) * fsBlock;
+  if (passEnd <= from) passEnd = from + cap;
+  return from + total <= passEnd;
+}
+
 /**
  * Cuts a request into passes. Each ends at a file offset that is a multiple of the fs block (a
  * pass boundary inside a new block would zero its tail, then overwrite it).

@@ -3,7 +3,7 @@
 // with blocks reserved for delayed allocation, and O_SYNC / O_DSYNC / IS_SYNC writes sync.
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC, __O_SYNC } from "../constants.js";
-import { dioBlockBits, dioRun, dioStart, passes, passSegments, type DioResult, type DioTarget } from "../dio.js";
+import { dioBlockBits, dioRun, dioStart, onePass, passSegments, type DioResult, type DioTarget } from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork } from "./filesystem.js";
 import type { WriteDone } from "../crash/oracle.js";
@@ -281,7 +281,12 @@ export class FileHandle {
   }
 
   /** The engine's view of this file: DIO_LOCKING | DIO_SKIP_HOLES, get_block from the core. */
+  private cachedTarget: DioTarget | undefined;
   private dioTarget(): DioTarget {
+    this.cachedTarget ??= this.makeDioTarget();
+    return this.cachedTarget;
+  }
+  private makeDioTarget(): DioTarget {
     const fs = this.fs;
     const inode = this.inode;
     return {
@@ -456,7 +461,7 @@ export class FileHandle {
       post(op === "write" ? await this.directWrite(buffers, offset, syscall, rwFlags, landed) : await this.directRead(buffers, offset, syscall));
     };
     const extending = op === "write" && (append || offset + total > inode.size);
-    if (total === 0 || extending || passes(fs.disk, buffers, offset, fs.blockSize).length > 1) return synchronous();
+    if (total === 0 || extending || !onePass(fs.disk, buffers, offset, fs.blockSize)) return synchronous();
     // Setup that may allocate, before the inode lock: the seed's queue and record for a dsync
     // write (3.1: before is_async is even known), 3.11's queue for an async dsync write (4), and
     // iomap's for every async write (4.14 on: a file with cached pages defers its completion).
