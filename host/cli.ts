@@ -38,7 +38,8 @@ bench options:
 ${BENCH_HELP.split("\n").slice(4).join("\n")}
 
 Exit status: 0 on success; 1 when acknowledged writes were lost under seed, merged or iomap
-(losses under legacy are the bug being shown, and are reported, not failed) or when a benchmark's
+(losses under legacy are the bug being shown, and are reported, not failed), when a crash-test
+workload failed before the cut or never settled, or when a benchmark's
 verify found a bad block; 2 for bad arguments (an unknown job-file option included).`;
 
 async function demo(out: (line: string) => void): Promise<void> {
@@ -147,7 +148,8 @@ async function crashtestCommand(args: string[]): Promise<number> {
   const rows = await runCrashTests({ workloads, semantics, runs: opts.runs, seed: opts.seed, points: opts.points, cut: opts.cut, torn: opts.torn },
     (label, done, total) => bar?.update(label, done, total));
   bar?.end();
-  const failed = rows.some((r) => r.semantics !== "legacy" && r.report.lost > 0);
+  // A workload that failed (before the cut, or never settled) is a bug too, under any semantics.
+  const failed = rows.some((r) => (r.semantics !== "legacy" && r.report.lost > 0) || r.report.workloadErrors.length > 0);
   if (opts.json) {
     const reports = rows.map((r) => ({
       workload: r.workload, semantics: r.semantics, runs: r.report.runs, cutPoints: r.report.cutPoints,
@@ -172,7 +174,8 @@ async function crashtestCommand(args: string[]): Promise<number> {
       console.log(`${row.semantics}/${row.workload}, seed ${e.seed}: the workload failed before the cut: ${e.stack ?? e.message}`);
     }
   }
-  if (failed) console.log("\nAcknowledged writes were lost under a semantics that promises them: that is a bug in dioemu.");
+  if (rows.some((r) => r.semantics !== "legacy" && r.report.lost > 0)) console.log("\nAcknowledged writes were lost under a semantics that promises them: that is a bug in dioemu.");
+  if (rows.some((r) => r.report.workloadErrors.length > 0)) console.log("\nA workload failed before the power cut or never settled: see above.");
   return failed ? 1 : 0;
 }
 

@@ -310,8 +310,10 @@ export async function dioStart(
   // iomap write-through: only a pure overwrite (nothing newly allocated, no metadata awaiting a
   // commit) on a device that makes FUA writes durable; otherwise the dio needs its sync.
   const limits = disk.limits;
+  // A write that moves i_size has metadata to commit (ext4 marks it IOMAP_F_DIRTY): no FUA.
   const fua = op === "write" && options.writeThrough === true && submitError === 0 && result > 0 &&
-    core.dio_new_blocks() === 0 && !target.metadataDirty() && (limits.fua || !limits.writeCache);
+    offset + result <= iSizeAtSubmit && core.dio_new_blocks() === 0 && !target.metadataDirty() &&
+    (limits.fua || !limits.writeCache);
   // Read the bios out of the core's tables before anything else can map.
   const bios: { sector: number; segments: BioSegment[] }[] = [];
   for (let k = 0; k < bioCount; k++) {

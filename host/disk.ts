@@ -108,7 +108,7 @@ export class Disk {
   private closed = false;
   private crashes = 0;
   /** @internal The filesystem mounted on this disk, if any (one at a time). */
-  mounted: { powerCut(): void } | undefined;
+  mounted: { powerCut(): void; abandon(): void } | undefined;
   private readonly powerCutHooks: (() => void)[] = [];
 
   private constructor(init: {
@@ -328,6 +328,9 @@ export class Disk {
     }
     this.device.onIdle = undefined;
     this.closed = true;
+    // A filesystem still mounted dies with the disk; its flush thread stops.
+    this.mounted?.abandon();
+    this.mounted = undefined;
   }
 
   /** @internal A copy of the image's bytes as reads see them now, for tools and tests. */

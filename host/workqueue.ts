@@ -162,6 +162,14 @@ export class WorkQueue {
     if (start !== null) await (await start.catch(() => null))?.stop();
   }
 
+  /** The disk is closing: no drain (nothing can complete any more), the thread stops now. */
+  abandon(): void {
+    this.destroyed = true;
+    const start = this.flusherStart;
+    this.flusherStart = null;
+    if (start !== null) void start.then((f) => f.stop(), () => undefined);
+  }
+
   /**
    * The cache flush that ends a sync run by an item of this queue: through the block layer on the
    * inline executor, on the Worker thread on the worker executor. Resolves with 0 or -errno.
@@ -173,12 +181,13 @@ export class WorkQueue {
     let flusher: FlushWorker;
     try {
       flusher = await this.flusherStart;
+      if (flusher.failedWith !== undefined) throw flusher.failedWith;
     } catch (error) {
       // A thread that cannot start (no Worker support, a refused script) must not fail every
       // sync silently: say so once, and flush through the block layer from now on.
       if (!this.workerFailed) {
         this.workerFailed = true;
-        const message = `dioemu: the flush worker of ${this.name} could not start (${(error as Error).message}); flushing on this thread instead`;
+        const message = `dioemu: the flush worker of ${this.name} could not start or stopped (${(error as Error)?.message ?? String(error)}); flushing on this thread instead`;
         if (typeof process !== "undefined" && typeof process.emitWarning === "function") process.emitWarning(message);
         else console.warn(message);
       }
@@ -209,7 +218,7 @@ export const FLUSH_WORDS = {
 } as const;
 const CONTROL_BYTES = 64;
 
-interface PendingFlush { seq: number; resolve(status: number): void }
+interface PendingFlush { seq: number; resolve(status: number): void; status: number }
 
 /**
  * The Worker thread of the "worker" executor. This thread posts flush requests into a control
@@ -276,16 +285,12 @@ export class FlushWorker {
     const device = this.disk.device;
     device.traceFlush("Q", 0);
     device.traceFlush("D", 0);
+    // A flush the fault rules fail still takes its turn on the thread, so that an ordered queue's
+    // completions stay in order; its status is the fault's.
     const fault = device.takeFlushFault();
-    if (fault !== 0 || !this.disk.limits.writeCache) {
-      return new Promise((resolve) => device.defer(() => {
-        device.traceFlush("C", fault);
-        resolve(fault);
-      }));
-    }
     return new Promise((resolve) => {
       const seq = Atomics.add(this.words, FLUSH_WORDS.REQUESTED, 1) + 1;
-      this.pending.push({ seq, resolve });
+      this.pending.push({ seq, resolve, status: fault });
       Atomics.add(this.words, FLUSH_WORDS.DOORBELL, 1);
       Atomics.notify(this.words, FLUSH_WORDS.DOORBELL);
       this.armWait();
@@ -313,10 +318,12 @@ export class FlushWorker {
   }
 
   private served(served: number): void {
-    const status = this.disk.crashCount === this.cutsAtStart ? 0 : -ERRNO.EIO;
+    const alive = this.disk.crashCount === this.cutsAtStart;
     while (this.pending.length > 0 && this.pending[0].seq <= served) {
+      const p = this.pending.shift()!;
+      const status = alive ? p.status : -ERRNO.EIO;
       this.disk.device.traceFlush("C", status);
-      this.pending.shift()!.resolve(status);
+      p.resolve(status);
     }
   }
 
@@ -330,11 +337,19 @@ export class FlushWorker {
     }
   }
 
+  /** The thread died: what was pending fails, and the queue flushes on its own thread from now
+   *  on (WorkQueue.flush sees `failed`). */
   private fail(error: unknown): void {
+    if (this.stopped) return;
     this.stopped = true;
+    this.failedWith = error;
+    this.disk.device.pollers.delete(this.poll);
+    this.unhook();
     for (const p of this.pending.splice(0)) p.resolve(-ERRNO.EIO);
-    queueMicrotask(() => { throw error; });
   }
+
+  /** The error the thread died of, if it did. */
+  failedWith: unknown;
 
   /** Stops the thread (after the queue drained) and returns its control block to the arena. */
   async stop(): Promise<void> {

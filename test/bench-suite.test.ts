@@ -173,6 +173,22 @@ test("verify=crc32c reads every written block back and catches one corrupted beh
   assert.is(corrupted.verifyErrors.length, 1);
   assert.is(corrupted.verifyErrors[0].offset, 5 * 4096);
   assert.match(corrupted.verifyErrors[0].message, /bad magic/);
+  // A block put back to an older, well-formed version (a lost write) is caught too.
+  const stale = await runJob(spec, 0, {
+    semantics: "seed", executor: "inline",
+    async beforeVerify({ disk, fs, fh }) {
+      const map = fs!.mapBlocks(fh.inode, 7, 1, false, "test");
+      const older = disk.alloc(4096);
+      await fh.read(older, 0, 4096, 7 * 4096); // the last write's block, well formed
+      const view = new DataView(older.buffer, older.byteOffset, 24);
+      view.setUint32(16, view.getUint32(16, true) - 1, true); // an earlier generation...
+      const { crc32c } = await import("../host/fs/crc32c.js");
+      view.setUint32(4, crc32c(older.subarray(8)), true); // ...with a valid checksum
+      assert.is(await disk.queue.submitBioWait({ op: "write", sector: map.diskBlock * 8, segments: [{ buf: older }] }), 0);
+    },
+  });
+  assert.is(stale.verifyErrors.length, 1);
+  assert.match(stale.verifyErrors[0].message, /stale data/);
 });
 
 test("the WebAssembly suite's smoke run reproduces its recorded checksums", async () => {

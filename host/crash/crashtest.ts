@@ -66,10 +66,12 @@ export interface CrashReport {
 /** A workload error, kept apart from what the power cut caused. */
 class WorkloadFailure extends Error {}
 
+class TimeoutError extends Error {}
+
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new TimeoutError(`${what} did not finish within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -128,11 +130,13 @@ export async function crashTest(opts: CrashTestOptions): Promise<CrashReport> {
     try {
       await withTimeout(opts.workload(env.ctx), timeoutMs, "the workload");
     } catch (error) {
-      // After the cut, failures (EIO) are the cut's doing; before it, the workload's own.
-      if (!cut) {
+      // After the cut, failures (EIO) are the cut's doing; before it, the workload's own. A
+      // workload that never settles is reported either way: something it waited for never came.
+      if (!cut || error instanceof TimeoutError) {
         env.disk.device.beforeCompletion = undefined;
         await env.disk.close().catch(() => undefined);
-        throw new WorkloadFailure((error as Error)?.message ?? String(error), { cause: error });
+        const when = cut ? " after the power cut" : "";
+        throw new WorkloadFailure(`${(error as Error)?.message ?? String(error)}${when}`, { cause: error });
       }
     }
     if (!cut && cutAt !== undefined) {
@@ -227,7 +231,8 @@ export async function crashTest(opts: CrashTestOptions): Promise<CrashReport> {
 
 function workloadError(error: unknown, seed: number, cutPoint?: number): CrashWorkloadError {
   const cause = error instanceof WorkloadFailure ? (error.cause as Error | undefined) : (error as Error | undefined);
-  return { seed, cutPoint, message: cause?.message ?? String(error), stack: cause?.stack };
+  const message = error instanceof WorkloadFailure ? error.message : cause?.message ?? String(error);
+  return { seed, cutPoint, message, stack: cause?.stack };
 }
 
 /** A whole file read back through the page cache, or null if it does not exist. */

@@ -10,8 +10,10 @@
 //     acknowledged has completed successfully.
 // After a power cut and a remount, every byte of a file covered by a promised-durable write must
 // hold the data of the last such write covering it, or of a write that may have come after it: one
-// not acknowledged before that write was submitted. Writes are checked per 512-byte sector of the
-// file, since a torn write may keep some sectors and not others but never mixes one sector.
+// that had not ended (acknowledged or failed) before that write was submitted. A truncate cuts what
+// the writes before it promised; an unlink sets the file's writes apart. Writes are checked per
+// 512-byte sector of the file, since a torn write may keep some sectors and not others but never
+// mixes one sector.
 
 /** One recorded write. */
 export interface RecordedWrite {
@@ -29,6 +31,9 @@ export interface RecordedWrite {
   how: string;
   /** The device clock when it was acknowledged. */
   ackTime?: number;
+  /** Order of its end, acknowledged or failed (a failed write may have reached the disk in part,
+   *  but never after something submitted once it had ended). */
+  ended?: number;
 }
 
 interface RecordedSync {
@@ -57,6 +62,10 @@ export interface DurabilityRecorder {
    *  fails, with the count and whether the acknowledgement promises durability. */
   writeStart(file: string, offset: number | null, buffers: readonly Uint8Array[], how: string): WriteDone;
   syncStart(file: string | null, how: string): (ok: boolean) => void;
+  /** The file was cut (or grown) to `size`: what writes put past it no longer has to survive. */
+  truncate?(file: string, size: number): void;
+  /** The file's name went: its writes no longer have to survive. */
+  unlink?(file: string): void;
 }
 
 /** Ends a recorded write; place() sets where it lands, when that was not known at its start. */
@@ -64,6 +73,9 @@ export interface WriteDone {
   (res: number, dsync: boolean): void;
   place(offset: number): void;
 }
+
+/** Files unlinked are renamed with this prefix (no file name can hold a NUL). */
+const UNLINKED = "\u0000unlinked#";
 
 /** Compared and reported per sector of the file: the device never mixes bytes within one. */
 const SECTOR = 512;
@@ -92,9 +104,12 @@ export class DurabilityOracle implements DurabilityRecorder {
       if (done) return;
       done = true;
       // Only a whole write is acknowledged here. A short write's count promises its prefix: keep it.
-      if (res <= 0) return;
+      if (res <= 0) {
+        write.ended = ++this.clock;
+        return;
+      }
       if (res < total) write.data = write.data.subarray(0, res);
-      write.acked = ++this.clock;
+      write.acked = write.ended = ++this.clock;
       write.dsync = dsync;
       write.ackTime = this.now();
     };
@@ -114,6 +129,22 @@ export class DurabilityOracle implements DurabilityRecorder {
     };
   }
 
+  truncate(file: string, size: number): void {
+    for (const w of this.writes) {
+      if (w.file !== file || w.offset + w.data.length <= size) continue;
+      w.data = w.data.subarray(0, Math.max(0, size - w.offset));
+    }
+    this.clock++;
+  }
+
+  unlink(file: string): void {
+    // A later file of the same name is another file: the old one's writes are set apart.
+    const gone = `${UNLINKED}${++this.clock}:${file}`;
+    for (const w of this.writes) if (w.file === file) w.file = gone;
+    for (const s of this.syncs) if (s.file === file) s.file = gone;
+    this.clock++;
+  }
+
   /** What made `write` promised durable, or undefined if nothing did. */
   promiseOf(write: RecordedWrite): string | undefined {
     if (write.acked === undefined) return undefined;
@@ -129,7 +160,7 @@ export class DurabilityOracle implements DurabilityRecorder {
 
   /** Files the workload wrote. */
   files(): string[] {
-    return [...new Set(this.writes.map((w) => w.file))].sort();
+    return [...new Set(this.writes.map((w) => w.file))].filter((f) => !f.startsWith(UNLINKED)).sort();
   }
 
   /**
@@ -137,7 +168,7 @@ export class DurabilityOracle implements DurabilityRecorder {
    * not exist) and returns every violation: one per promised-durable write, per run of bytes.
    * The file is cut into pieces at sector boundaries and at every write's edges; each piece that a
    * promised-durable write covers must hold the last such write's bytes, or those of a write that
-   * was not acknowledged before that one was submitted (it may have landed after it).
+   * had not ended before that one was submitted (it may have landed after it).
    */
   async check(read: (file: string) => Promise<Uint8Array | null>): Promise<DurabilityViolation[]> {
     const violations: DurabilityViolation[] = [];
@@ -173,7 +204,7 @@ export class DurabilityOracle implements DurabilityRecorder {
             if (this.promiseOf(w) !== undefined && (last === undefined || w.acked! > last.acked!)) last = w;
           }
           if (last === undefined) continue;
-          const allowed = covering.filter((w) => w === last || !(w.acked !== undefined && w.acked < last.submitted));
+          const allowed = covering.filter((w) => w === last || !(w.ended !== undefined && w.ended < last.submitted));
           if (allowed.some((w) => holds(content, w, lo, hi))) continue;
           const runs = bad.get(last) ?? [];
           const prev = runs[runs.length - 1];

@@ -142,7 +142,13 @@ function checkBlockSize(disk: Disk, blockSize: unknown): number {
 
 /** Block-granular IO on the disk for the filesystem, through bounce buffers in the arena. */
 class BlockIo {
-  constructor(private readonly disk: Disk, private readonly evict: () => boolean) {}
+  constructor(
+    private readonly disk: Disk,
+    private readonly evict: () => boolean,
+    /** True once the filesystem is dead (the power was cut since mount): nothing more may reach
+     *  the device on its behalf — the device itself comes back on after a cut. */
+    private readonly dead: () => boolean = () => false,
+  ) {}
 
   private bounce(bytes: number): Uint8Array {
     for (;;) {
@@ -155,7 +161,9 @@ class BlockIo {
   }
 
   async submit(bio: Bio, syscall: string): Promise<void> {
+    if (this.dead()) throw fail("EIO", syscall, "the disk lost power since this filesystem was mounted");
     const status = await this.disk.queue.submitBioWait(bio);
+    if (this.dead()) throw fail("EIO", syscall, "the disk lost power while this filesystem's IO was in flight");
     if (status !== 0) throw DioError.fromErrno(status, syscall, `${bio.op} at sector ${bio.sector} failed with errno ${-status}`);
   }
 
@@ -349,7 +357,7 @@ export class Filesystem {
     const arenaPages = Math.floor(disk.plan.arenaBytes / PAGE_BYTES);
     const capacity = Math.max(16, Math.floor(arenaPages / 2));
     this.pages = new PageCache(disk, capacity, Math.max(8, Math.floor(capacity / 2)));
-    this.io = new BlockIo(disk, () => this.pages.releaseSpare() || this.pages.evictClean(16));
+    this.io = new BlockIo(disk, () => this.pages.releaseSpare() || this.pages.evictClean(16), () => this.disk.crashCount !== this.crashCountAtMount);
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -364,6 +372,13 @@ export class Filesystem {
 
   /** @internal The disk lost power: the page cache goes (its buffers back to the arena). Every
    *  later call fails with EIO (checkAlive), and bios in flight fail without touching memory. */
+  /** @internal The disk is closing under a mounted filesystem: its queue's thread stops now. */
+  abandon(): void {
+    const queue = this.dioQueue;
+    this.dioQueue = null;
+    queue?.abandon();
+  }
+
   powerCut(): void {
     this.pages.dropAll();
     // Its completion queue ends with it: the items still running fail with EIO and it stops.
@@ -428,7 +443,7 @@ export class Filesystem {
     const queue = await WorkQueue.create(this.disk, seed ? "dio-sync" : `dio/${this.id}`, seed ? 1 : 256, this.disk.executor);
     this.dioStats.queuesCreated++;
     this.dioStep("queue_created");
-    if (this.dioQueue === null && this.state === "mounted") {
+    if (this.dioQueue === null && this.state === "mounted" && this.disk.crashCount === this.crashCountAtMount && !this.disk.isClosed) {
       this.dioQueue = queue;
       this.dioStep("queue_installed");
       return queue;
@@ -488,7 +503,12 @@ export class Filesystem {
         return 0;
       }
       this.checkAlive(syscall);
-      if (queue !== undefined) return await queue.flush();
+      if (queue !== undefined) {
+        const status = await queue.flush();
+        // A flush that ended across a power cut promises nothing about a filesystem now dead.
+        this.checkAlive(syscall);
+        return status;
+      }
       await this.io.flush(syscall);
       return 0;
     } catch (error) {
@@ -606,6 +626,7 @@ export class Filesystem {
         inode.size = size;
         this.touchData(inode);
       }
+      if (inode.name !== null) this.recorder?.truncate?.(inode.name, size);
       inode.mtimeMs = inode.ctimeMs = this.clock();
       this.touchTimes(inode);
     });
@@ -619,6 +640,7 @@ export class Filesystem {
     this.names.delete(name);
     inode.name = null;
     ++this.metaVersion;
+    this.recorder?.unlink?.(name);
     if (inode.openCount === 0) await this.evict(inode);
   }
 
