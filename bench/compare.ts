@@ -44,7 +44,7 @@ function fio(file: string, engine: string | undefined, dir: string): Figure | nu
   text = `[global]\nfilename=${filePath}\n${text.replace(/^filename=.*$/gm, "")}`;
   rmSync(filePath, { force: true });
   writeSync(openSync(jobPath, "w"), text);
-  const run = spawnSync("fio", [jobPath, "--output-format=json"], { encoding: "utf8" });
+  const run = spawnSync("fio", [jobPath, "--output-format=json"], { encoding: "utf8", cwd: dir }); // fio leaves verify state files in its cwd
   if (run.status !== 0) return null;
   const job = JSON.parse(run.stdout).jobs[0];
   const w = job.write;
