@@ -15,6 +15,7 @@ import { mkfs, mount, type Filesystem, type Semantics } from "../fs/filesystem.j
 import type { FileHandle } from "../fs/filehandle.js";
 import { O_CREAT, O_DIRECT, O_DSYNC, O_RDWR, O_SYNC } from "../constants.js";
 import { crc32c } from "../fs/crc32c.js";
+import { Prng } from "../prng.js";
 import { RAW_DEVICE, type JobSpec } from "./jobfile.js";
 
 export interface RunOptions {
@@ -123,14 +124,8 @@ function randomOrder(blocks: number, seed: number): () => number {
 
 /** A seeded uniform [0, 1) for the read/write mix. */
 function mixer(seed: number): () => number {
-  let s = (seed ^ 0xdeadbeef) >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const prng = new Prng(seed ^ 0xdeadbeef);
+  return () => prng.next();
 }
 
 interface Env { disk: Disk; fs: Filesystem | null; fh: FileHandle }
