@@ -6,7 +6,7 @@ import { Disk } from "./disk.js";
 import { formatBlkparse } from "./trace.js";
 import { DioError } from "./errors.js";
 import { SEMANTICS, type Semantics } from "./fs/filesystem.js";
-import { WORKLOADS, workloadNamed } from "./crash/workloads.js";
+import { WORKLOADS, workloadNamed, type Workload } from "./crash/workloads.js";
 import { formatTable, progress, replayCommand, runCrashTests, showcase } from "./showcase.js";
 import { BENCH_HELP, BenchUsageError, benchCommand } from "./bench/command.js";
 
@@ -24,7 +24,9 @@ usage:
   dioemu --help       this text
 
 crashtest options:
-  --workload W     one of ${WORKLOADS.map((w) => w.name).join(", ")}, or all (default all)
+  --workload W     one of ${WORKLOADS.map((w) => w.name).join(", ")}, or all (default all),
+                   or a module of your own (my-workload.mjs: export default async function
+                   ({ disk, fs, seed, random }) { ... }, and optionally export a check)
   --semantics S    one of ${SEMANTICS.join(", ")}, or all (default all)
   --runs N         runs per workload and semantics, each on a fresh disk (default 100)
   --seed S         the first run's seed; run i uses S + i (default 1)
@@ -110,8 +112,8 @@ function parseCrashArgs(args: string[]) {
     const value = args[i + 1];
     switch (flag) {
       case "--workload":
-        if (value === undefined || (value !== "all" && workloadNamed(value) === undefined)) {
-          throw new UsageError(`--workload must be one of ${WORKLOADS.map((w) => w.name).join(", ")} or all, got ${value === undefined ? "nothing" : JSON.stringify(value)}`);
+        if (value === undefined || (value !== "all" && workloadNamed(value) === undefined && !/\.(m?js)$/.test(value))) {
+          throw new UsageError(`--workload must be one of ${WORKLOADS.map((w) => w.name).join(", ")}, all, or a .js/.mjs module of your own, got ${value === undefined ? "nothing" : JSON.stringify(value)}`);
         }
         opts.workload = value;
         i++;
@@ -140,16 +142,35 @@ function parseCrashArgs(args: string[]) {
   return opts;
 }
 
+/**
+ * A workload of the user's: a module whose default export (or `workload` export) is an async
+ * function of the crash-test context; an optional `check` export replaces the oracle's check.
+ */
+async function userWorkload(path: string): Promise<Workload> {
+  const { pathToFileURL } = await import("node:url");
+  const { resolve } = await import("node:path");
+  let mod: { default?: unknown; workload?: unknown; check?: unknown };
+  try {
+    mod = await import(pathToFileURL(resolve(path)).href) as typeof mod;
+  } catch (error) {
+    throw new UsageError(`cannot load the workload module ${path}: ${(error as Error).message}`);
+  }
+  const run = mod.workload ?? mod.default;
+  if (typeof run !== "function") throw new UsageError(`the workload module ${path} exports no function (export default async function (ctx) { ... })`);
+  if (mod.check !== undefined && typeof mod.check !== "function") throw new UsageError(`the workload module ${path} exports a check that is not a function`);
+  return { name: path, description: `the workload in ${path}`, run: run as Workload["run"], check: mod.check as Workload["check"] };
+}
+
 async function crashtestCommand(args: string[]): Promise<number> {
   const opts = parseCrashArgs(args);
-  const workloads = opts.workload === "all" ? WORKLOADS : [workloadNamed(opts.workload)!];
+  const workloads = opts.workload === "all" ? WORKLOADS : [workloadNamed(opts.workload) ?? await userWorkload(opts.workload)];
   const semantics = opts.semantics === "all" ? SEMANTICS : [opts.semantics as Semantics];
   const bar = opts.json ? undefined : progress(process.stderr);
   const rows = await runCrashTests({ workloads, semantics, runs: opts.runs, seed: opts.seed, points: opts.points, cut: opts.cut, torn: opts.torn },
     (label, done, total) => bar?.update(label, done, total));
   bar?.end();
   // A workload that failed (before the cut, or never settled) is a bug too, under any semantics.
-  const failed = rows.some((r) => (r.semantics !== "legacy" && r.report.lost > 0) || r.report.workloadErrors.length > 0);
+  const failed = rows.some((r) => (r.semantics !== "legacy" && (r.report.lost > 0 || r.report.violations.length > 0)) || r.report.workloadErrors.length > 0);
   if (opts.json) {
     const reports = rows.map((r) => ({
       workload: r.workload, semantics: r.semantics, runs: r.report.runs, cutPoints: r.report.cutPoints,

@@ -51,7 +51,7 @@ export async function runCrashTests(opts: CrashRunOptions, onStep?: (label: stri
       const label = `${workload.name} under ${semantics}`;
       onStep?.(label, rows.length, total);
       const report = await crashTest({
-        workload: workload.run, semantics, runs: opts.runs, seed: opts.seed, points: opts.points, cut: opts.cut, torn: opts.torn,
+        workload: workload.run, check: workload.check, semantics, runs: opts.runs, seed: opts.seed, points: opts.points, cut: opts.cut, torn: opts.torn,
       });
       rows.push({ workload: workload.name, semantics, report });
     }

@@ -957,4 +957,44 @@ test("crashTest (regression): a mixed workload (AIO O_SYNC, RWF_*SYNC, buffered 
   }
 });
 
+test("dioemu crashtest --workload takes a module of the user's, with its own check", async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const dir = mkdtempSync("/tmp/dioemu-workload-");
+  try {
+    const index = JSON.stringify(new URL("../host/index.js", import.meta.url).href);
+    const module = `${dir}/mine.mjs`;
+    writeFileSync(module, `import { O_RDWR, O_CREAT, O_DIRECT, O_DSYNC, ioSetup } from ${index};
+export default async function ({ disk, fs, random }) {
+  const fh = await fs.open("db", O_RDWR | O_CREAT | O_DIRECT | O_DSYNC);
+  await fh.write(disk.alloc(65536), 0, 65536, 0);
+  const ctx = ioSetup(4);
+  const buf = disk.alloc(4096).fill(7);
+  ctx.submit([{ opcode: "pwrite", fh, buf, offset: Math.floor(random() * 16) * 4096 }]);
+  await ctx.getEvents(1, 1);
+  await ctx.destroy();
+}
+`);
+    const run = spawnSync(process.execPath, [cliPath, "crashtest", "--workload", module, "--semantics", "all", "--runs", "30", "--json"], { encoding: "utf8", timeout: 60000 });
+    assert.is(run.status, 0, run.stderr);
+    const { reports } = JSON.parse(run.stdout) as { reports: { workload: string; semantics: string; lost: number; acknowledgedWrites: number }[] };
+    assert.equal(reports.map((r) => r.workload), [module, module, module, module]);
+    assert.ok(reports.find((r) => r.semantics === "legacy")!.lost > 0, "the user's workload shows the bug under legacy");
+    for (const r of reports.filter((x) => x.semantics !== "legacy")) assert.is(r.lost, 0, r.semantics);
+    // A check of the user's replaces the oracle's: one that always throws is a violation per cut.
+    writeFileSync(`${dir}/checked.mjs`, `export { default } from ${JSON.stringify(`file://${module}`)};
+export async function check() { throw new Error("the user's check saw a problem"); }
+`);
+    const checked = spawnSync(process.execPath, [cliPath, "crashtest", "--workload", `${dir}/checked.mjs`, "--semantics", "seed", "--runs", "2", "--json"], { encoding: "utf8", timeout: 60000 });
+    assert.is(checked.status, 1, "a violation under seed fails the run");
+    const report = (JSON.parse(checked.stdout) as { reports: { violations: { message: string }[] }[] }).reports[0];
+    assert.is(report.violations.length, 2);
+    assert.match(report.violations[0].message, /the user's check saw a problem/);
+    const missing = spawnSync(process.execPath, [cliPath, "crashtest", "--workload", `${dir}/absent.mjs`], { encoding: "utf8" });
+    assert.is(missing.status, 2);
+    assert.match(missing.stderr, /cannot load the workload module/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -7,6 +7,8 @@ export interface Workload {
   name: string;
   description: string;
   run(ctx: CrashTestContext): Promise<void>;
+  /** Replaces the durability oracle's check (a user's module may bring one). */
+  check?(ctx: CrashTestContext): Promise<void>;
 }
 
 /** A 4 KiB block filled with a pattern that names its write. */
