@@ -37,8 +37,10 @@ const FLAG_BITS: Record<BioFlag, number> = {
 const SYSCALL = "submit_bio";
 
 /** The flags a trace shows (blktrace's RWBS letters): SYNC, FUA, PREFLUSH. */
+const NO_FLAGS: string[] = [];
 function traceFlags(flags: readonly BioFlag[] | undefined): string[] {
-  return (flags ?? []).filter((flag) => flag === "SYNC" || flag === "FUA" || flag === "PREFLUSH");
+  if (flags === undefined || flags.length === 0) return NO_FLAGS;
+  return flags.filter((flag) => flag === "SYNC" || flag === "FUA" || flag === "PREFLUSH");
 }
 
 function invalid(message: string): DioError {

@@ -476,7 +476,7 @@ export class FileHandle {
     // The record is the queue's once a queued completion owns it; otherwise freed here.
     let recordOwned = false;
     try {
-      const unlock = await inode.lock.lock();
+      const unlock = inode.lock.tryLock() ?? await inode.lock.lock();
       let segments;
       try {
         fs.checkAlive(syscall);
@@ -489,7 +489,7 @@ export class FileHandle {
           if (op === "read") return post(0);
           return await synchronous();
         }
-        await fs.writebackInode(inode, syscall);
+        if (fs.pages.hasDirty(inode.ino)) await fs.writebackInode(inode, syscall);
         if (op === "write") fs.invalidateRange(inode, offset, total);
         segments = passSegments(fs.disk, buffers);
       } catch (error) {
@@ -537,7 +537,7 @@ export class FileHandle {
       if (queued) {
         unlock();
         recordOwned = true;
-        await this.beforeSubmitterDrop?.();
+        if (this.beforeSubmitterDrop !== undefined) await this.beforeSubmitterDrop();
         dio.drop();
         if (bySubmitter === undefined) {
           // -EIOCBQUEUED. Before the 3.11 fix the caller synced now, with that negative count:

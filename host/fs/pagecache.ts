@@ -50,6 +50,14 @@ export class PageCache {
     return page;
   }
 
+  /** Whether `ino` has a dirty page (without building a list). */
+  hasDirty(ino: number): boolean {
+    const file = this.files.get(ino);
+    if (file === undefined || this.dirtyCount === 0) return false;
+    for (const page of file.values()) if (page.dirtyMask !== 0) return true;
+    return false;
+  }
+
   /** The pages of `ino`, in index order (optionally only dirty ones). */
   pagesOf(ino: number, dirtyOnly = false): Page[] {
     const file = this.files.get(ino);
