@@ -26,6 +26,9 @@ export interface Bio {
   /** Start sector (512-byte units). Ignored for a flush. */
   sector: number;
   segments: BioSegment[];
+  /** Instead of `segments` (then empty): the bvecs as (address, length) pairs in the disk's
+   *  memory, as the core's mapping loop builds them; copied into the queue's bvec table. */
+  bvecs?: Uint32Array;
   flags?: BioFlag[];
   /** Called once, from the completion path, with 0 or -errno. */
   endIo?: (status: number) => void;
@@ -116,13 +119,27 @@ export class BlockQueue {
     }
     if (!Array.isArray(bio.segments)) throw invalid("segments must be an array");
     if (bio.op === "flush") {
-      if (bio.segments.length !== 0) throw invalid("a flush bio carries no data segments");
+      if (bio.segments.length !== 0 || bio.bvecs !== undefined) throw invalid("a flush bio carries no data segments");
       return { bits, bytes: 0 };
     }
     if (!Number.isInteger(bio.sector) || bio.sector < 0) throw invalid(`sector ${String(bio.sector)} must be a non-negative integer`);
+    let bytes = 0;
+    if (bio.bvecs !== undefined) {
+      const vecs = bio.bvecs;
+      if (!(vecs instanceof Uint32Array) || bio.segments.length !== 0) throw invalid("bvecs must be a Uint32Array of (address, length) pairs, with no segments beside them");
+      const count = vecs.length >> 1;
+      if (count === 0 || (vecs.length & 1) !== 0) throw invalid(`a ${bio.op} bio needs at least one (address, length) pair`);
+      if (count > BIO_VECS_MAX) throw invalid(`${count} segments exceed BIO_MAX_VECS (${BIO_VECS_MAX})`);
+      for (let i = 0; i < count; i++) {
+        const addr = vecs[i * 2];
+        const length = vecs[i * 2 + 1];
+        if (length === 0 || addr < this.arena.base || addr + length > this.arena.end) throw invalid(`segment ${i} lies outside the IO-buffer arena`);
+        bytes += length;
+      }
+      return this.checkLength(bio, bits, bytes);
+    }
     if (bio.segments.length === 0) throw invalid(`a ${bio.op} bio needs at least one segment`);
     if (bio.segments.length > BIO_VECS_MAX) throw invalid(`${bio.segments.length} segments exceed BIO_MAX_VECS (${BIO_VECS_MAX})`);
-    let bytes = 0;
     bio.segments.forEach((seg, i) => {
       const offset = seg.offset ?? 0;
       const length = seg.length ?? seg.buf?.byteLength - offset;
@@ -136,6 +153,10 @@ export class BlockQueue {
       if (addr < this.arena.base || addr + length > this.arena.end) throw invalid(`segment ${i} lies outside the IO-buffer arena`);
       bytes += length;
     });
+    return this.checkLength(bio, bits, bytes);
+  }
+
+  private checkLength(bio: Bio, bits: number, bytes: number): { bits: number; bytes: number } {
     if (bytes > BIO_BYTES_MAX) throw invalid(`bio of ${bytes} bytes exceeds the ${BIO_BYTES_MAX}-byte maximum`);
     if (bytes % this.limits.logicalBlockSize !== 0) {
       throw invalid(`bio length ${bytes} is not a multiple of the ${this.limits.logicalBlockSize}-byte logical block size`);
@@ -153,7 +174,7 @@ export class BlockQueue {
 
   private start(pending: PendingBio): void {
     const { bio, bytes, bits } = pending;
-    const count = bio.segments.length;
+    const count = bio.bvecs !== undefined ? bio.bvecs.length >> 1 : bio.segments.length;
     // see: bio_check_eod(): checked here in full precision (the core sees 32-bit sectors).
     if (bio.sector + bytes / SECTOR_BYTES > this.sectorCount) {
       Atomics.add(this.statView, 0, 1n);
@@ -170,11 +191,15 @@ export class BlockQueue {
       this.waiting.push(pending);
       return;
     }
-    bio.segments.forEach((seg, i) => {
-      const offset = seg.offset ?? 0;
-      this.bvecView[(first + i) * 2] = seg.buf.byteOffset + offset;
-      this.bvecView[(first + i) * 2 + 1] = seg.length ?? seg.buf.byteLength - offset;
-    });
+    if (bio.bvecs !== undefined) {
+      this.bvecView.set(bio.bvecs, first * 2);
+    } else {
+      bio.segments.forEach((seg, i) => {
+        const offset = seg.offset ?? 0;
+        this.bvecView[(first + i) * 2] = seg.buf.byteOffset + offset;
+        this.bvecView[(first + i) * 2 + 1] = seg.length ?? seg.buf.byteLength - offset;
+      });
+    }
     const flags = traceFlags(bio.flags);
     const sectors = bytes >> SECTOR_SHIFT;
     this.tracer.emit("Q", bio.op, bio.sector, sectors, flags, this.device.now);

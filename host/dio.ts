@@ -6,7 +6,6 @@
 import type { Disk } from "./disk.js";
 import { DioError } from "./errors.js";
 import { DIO_BIO, DIO_BIO_CAPACITY, DIO_BIO_SIZE, DIO_BVEC_CAPACITY, DIO_CALL_BYTES_MAX, DIO_IOV_CAPACITY, BVEC_SIZE, OP_READ, OP_WRITE } from "./layout.js";
-import type { BioSegment } from "./block.js";
 import type { Semantics } from "./fs/filesystem.js";
 
 export const ENOTBLK = 15;
@@ -288,7 +287,7 @@ export async function dioStart(
   segments = segments.filter((seg) => seg.user.byteLength > 0);
   if (segments.length === 0) return { drop, submitError: 0, result: 0, holeAt: false, fua: false };
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
-  const { buffer, iov, bvecs, bios: bioTable } = views(disk);
+  const { iov, bvecs, bios: bioTable } = views(disk);
   segments.forEach((seg, i) => {
     iov[i * 2] = seg.addr;
     iov[i * 2 + 1] = seg.user.byteLength;
@@ -314,17 +313,14 @@ export async function dioStart(
   const fua = op === "write" && options.writeThrough === true && submitError === 0 && result > 0 &&
     offset + result <= iSizeAtSubmit && core.dio_new_blocks() === 0 && !target.metadataDirty() &&
     (limits.fua || !limits.writeCache);
-  // Read the bios out of the core's tables before anything else can map.
-  const bios: { sector: number; segments: BioSegment[] }[] = [];
+  // Copy the bios out of the core's tables before anything else can map: each bio's bvecs as
+  // (address, length) pairs, handed to the block layer as they are.
+  const bios: { sector: number; bvecs: Uint32Array }[] = [];
   for (let k = 0; k < bioCount; k++) {
     const at = k * DIO_BIO_SIZE;
     const first = bioTable.getUint32(at + DIO_BIO.BVEC_FIRST, true);
     const count = bioTable.getUint32(at + DIO_BIO.BVEC_COUNT, true);
-    const segs: BioSegment[] = [];
-    for (let v = first; v < first + count; v++) {
-      segs.push({ buf: new Uint8Array(buffer, bvecs[v * 2], bvecs[v * 2 + 1]) });
-    }
-    bios.push({ sector: bioTable.getUint32(at + DIO_BIO.SECTOR, true), segments: segs });
+    bios.push({ sector: bioTable.getUint32(at + DIO_BIO.SECTOR, true), bvecs: bvecs.slice(first * 2, (first + count) * 2) });
   }
   finish = () => {
     let transferred = result;
@@ -342,7 +338,7 @@ export async function dioStart(
   refs += bios.length;
   for (const bio of bios) {
     disk.queue.submitBio({
-      op, sector: bio.sector, segments: bio.segments, flags: [...flags],
+      op, sector: bio.sector, segments: [], bvecs: bio.bvecs, flags: [...flags],
       endIo: (status) => {
         // One failed bio fails the whole call with EIO (no partial count).
         if (status !== 0) ioError = -5;

@@ -293,4 +293,27 @@ test("without shared memory the same core runs over a plain memory, inline", asy
   await expectError(Disk.create({ size: 1 << 20, sharedMemory: false, executor: "worker" }), "ENOTSUP", "shared memory");
 });
 
+test("a bio given as raw (address, length) bvecs is checked like one given as segments, and moves the same bytes", async () => {
+  const disk = await patterned();
+  const unchanged = await snapshot(disk);
+  const q = disk.queue;
+  const buf = disk.alloc(8192);
+  buf.fill(0x3c);
+  const pair = (addr: number, len: number) => new Uint32Array([addr, len]);
+  await expectError(() => q.submitBio({ op: "write", sector: 0, segments: [], bvecs: new Uint32Array(0) }), "EINVAL", "at least one");
+  await expectError(() => q.submitBio({ op: "write", sector: 0, segments: [], bvecs: new Uint32Array([buf.byteOffset]) }), "EINVAL", "at least one");
+  await expectError(() => q.submitBio({ op: "write", sector: 0, segments: [], bvecs: pair(8, 4096) }), "EINVAL", "outside the IO-buffer arena");
+  await expectError(() => q.submitBio({ op: "write", sector: 0, segments: [], bvecs: pair(buf.byteOffset, 0) }), "EINVAL", "outside the IO-buffer arena");
+  await expectError(() => q.submitBio({ op: "write", sector: 0, segments: [{ buf }], bvecs: pair(buf.byteOffset, 4096) }), "EINVAL", "no segments beside");
+  await expectError(() => q.submitBio({ op: "write", sector: 0, segments: [], bvecs: pair(buf.byteOffset, 1000) }), "EINVAL", "logical block");
+  await expectError(() => q.submitBio({ op: "flush", sector: 0, segments: [], bvecs: pair(buf.byteOffset, 4096) }), "EINVAL", "no data segments");
+  await unchanged();
+  // Two bvecs: 4 KiB then 4 KiB of the same buffer, as (address, length) pairs.
+  const vecs = new Uint32Array([buf.byteOffset, 4096, buf.byteOffset + 4096, 4096]);
+  assert.is(await q.submitBioWait({ op: "write", sector: 16, segments: [], bvecs: vecs }), 0);
+  const back = await disk.readSectors(16, 16);
+  assert.ok(back.every((x) => x === 0x3c));
+  await disk.close();
+});
+
 test.run();
