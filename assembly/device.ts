@@ -4,7 +4,7 @@
 // completed by then. Reads overlay the newest cached version of each sector on the image.
 // see: Documentation/block/writeback_cache_control.rst for what FLUSH and FUA promise.
 import {
-  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DEVICE_LOCK, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
+  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
   CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES, CTRL_STAT_FLUSHES,
   CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
   EINVAL, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
@@ -138,17 +138,37 @@ function copyMaskToImage(line: u32, mask: u32, src: usize): void {
   }
 }
 
-/** Makes the oldest log entry durable: its sectors go to the image, and it leaves the log. */
-function destageOldest(): void {
+/** The sectors of `line` that cached versions newer than the one at `pos` hold. */
+function newerSectors(line: u32, pos: u32): u32 {
+  let covered: u32 = 0;
+  let p = indexGet(line);
+  while (p != INDEX_EMPTY && p != pos && entryLive(p)) {
+    const header = entryAddr(p);
+    covered |= load<u32>(header + ENTRY_MASK);
+    p = load<u32>(header + ENTRY_PREV);
+  }
+  return covered;
+}
+
+/**
+ * Takes the oldest entry out of the log. For a flush (`room` false) its sectors go to the image:
+ * the flush makes them durable. To make room (`room` true) for an entry no issued flush covers,
+ * nothing is promised durable, so sectors that a newer cached version of the line holds are not
+ * copied: any later flush covers that newer version, and until then the image's older (durable)
+ * version is what a power cut may keep beside it, which the durability contract allows.
+ */
+function destageOldest(room: bool): void {
   const pos = cacheTail();
   const header = entryAddr(pos);
   const line = load<u32>(header + ENTRY_LINE);
   const mask = load<u32>(header + ENTRY_MASK);
   if (mask != 0) {
-    copyMaskToImage(line, mask, entryData(pos));
-    const bytes = <u64>popcnt(mask) << SECTOR_SHIFT;
-    statSub(CTRL_STAT_DIRTY_BYTES, bytes);
-    statAdd(CTRL_STAT_DESTAGED_BYTES, bytes);
+    // Only when no flush issued so far covers this entry: one in flight must find it durable.
+    const covered = <i32>(load<u32>(ctrlAddr(CTRL_FLUSH_ISSUED)) - pos) > 0;
+    const write = room && !covered ? mask & ~newerSectors(line, pos) : mask;
+    if (write != 0) copyMaskToImage(line, write, entryData(pos));
+    statSub(CTRL_STAT_DIRTY_BYTES, <u64>popcnt(mask) << SECTOR_SHIFT);
+    statAdd(CTRL_STAT_DESTAGED_BYTES, <u64>popcnt(write) << SECTOR_SHIFT);
   }
   const slot = indexProbe(line);
   if (load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line && load<u32>(indexSlotAddr(slot) + INDEX_POS) == pos) {
@@ -159,7 +179,7 @@ function destageOldest(): void {
 
 /** Appends one line's part of a write to the log, destaging the oldest entry when full. */
 function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void {
-  if (cacheHead() - cacheTail() == cacheSlots) destageOldest();
+  if (cacheHead() - cacheTail() == cacheSlots) destageOldest(true);
   const pos = cacheHead();
   const header = entryAddr(pos);
   const mask = ((1 << count) - 1) << firstInLine;
@@ -295,6 +315,7 @@ export function deviceRead(sector: u32, sectors: u32, index: u32, done: u32): i3
 export function flushMark(): u32 {
   lockDevice();
   const mark = cacheHead();
+  store<u32>(ctrlAddr(CTRL_FLUSH_ISSUED), mark);
   statAdd(CTRL_STAT_FLUSHES, 1);
   unlockDevice();
   return mark;
@@ -304,7 +325,7 @@ export function flushMark(): u32 {
 export function flushCommit(mark: u32): void {
   lockDevice();
   // The tail may already be past the mark (a crash or a later flush did the work).
-  while (<i32>(mark - cacheTail()) > 0) destageOldest();
+  while (<i32>(mark - cacheTail()) > 0) destageOldest(false);
   unlockDevice();
 }
 
@@ -368,5 +389,6 @@ export function crashInflightWrite(sector: u32, sectors: u32, index: u32, done: 
 export function deviceReset(): void {
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), 0);
   store<u32>(ctrlAddr(CTRL_CACHE_TAIL), 0);
+  store<u32>(ctrlAddr(CTRL_FLUSH_ISSUED), 0);
   if (cacheSlots != 0) indexClear();
 }

@@ -50,6 +50,7 @@ export const CTRL_ARENA_BYTES: u32 = 108;
 export const CTRL_BATCH_BASE: u32 = 112;      // bio records for blk_run_batch()
 export const CTRL_BATCH_CAPACITY: u32 = 116;  // records
 export const CTRL_NEXT_WRITE_ID: u32 = 120;   // last write-request id handed out
+export const CTRL_FLUSH_ISSUED: u32 = 124;    // the log position the newest flush issued covers up to
 // Statistics, u64 each.
 export const CTRL_STAT_BIOS: u32 = 128;
 export const CTRL_STAT_SPLITS: u32 = 136;
@@ -292,7 +293,8 @@ export function layoutValue(index: i32): u32 {
     case 115: return LINE_BYTES;
     case 116: return SECTORS_PER_LINE;
     case 117: return <u32>__heap_base; // static data must end below LAYOUT_BASE
+    case 118: return CTRL_FLUSH_ISSUED;
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 118;
+export const LAYOUT_FIELD_COUNT: i32 = 119;
