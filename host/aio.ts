@@ -165,8 +165,9 @@ export class AioContext {
   private async syncPerIocb(iocb: Iocb, res: number): Promise<number> {
     const rwFlags = iocb.rwFlags ?? 0;
     if (res <= 0 || (iocb.opcode !== "pwrite" && iocb.opcode !== "pwritev")) return res;
-    if ((rwFlags & RWF_SYNC) !== 0) await iocb.fh.recordSync("RWF_SYNC", () => iocb.fh.sync());
-    else if ((rwFlags & RWF_DSYNC) !== 0) await iocb.fh.recordSync("RWF_DSYNC", () => iocb.fh.datasync());
+    // fsync / fdatasync, which the durability oracle records as syncs of the file.
+    if ((rwFlags & RWF_SYNC) !== 0) await iocb.fh.sync();
+    else if ((rwFlags & RWF_DSYNC) !== 0) await iocb.fh.datasync();
     return res;
   }
 

@@ -112,15 +112,16 @@ const BOUNCED_PASS_BYTES_MAX = 1 << 20;
 /** Whether a request runs as one pass (passes() would return one): the cheap test. */
 export function onePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): boolean {
   let total = 0;
-  let bounced = false;
-  for (const b of buffers) {
-    total += b.byteLength;
-    if (b.byteLength > 0 && !bounced && !inArena(disk, b)) bounced = true;
-  }
+  for (const b of buffers) total += b.byteLength;
+  return from + total <= firstPassEnd(disk, buffers, from, fsBlock).end;
+}
+
+/** Where the first pass from `from` ends, and the most bytes any pass maps. */
+function firstPassEnd(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): { end: number; cap: number } {
+  const bounced = buffers.some((b) => b.byteLength > 0 && !inArena(disk, b));
   const cap = bounced ? BOUNCED_PASS_BYTES_MAX : DIO_CALL_BYTES_MAX;
-  let passEnd = Math.floor((from + cap) / fsBlock) * fsBlock;
-  if (passEnd <= from) passEnd = from + cap;
-  return from + total <= passEnd;
+  const end = Math.floor((from + cap) / fsBlock) * fsBlock;
+  return { end: end <= from ? from + cap : end, cap };
 }
 
 /**
@@ -128,13 +129,12 @@ export function onePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock
  * pass boundary inside a new block would zero its tail, then overwrite it).
  */
 export function passes(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): Uint8Array[][] {
-  const bounced = buffers.some((b) => b.byteLength > 0 && !inArena(disk, b));
-  const cap = bounced ? BOUNCED_PASS_BYTES_MAX : DIO_CALL_BYTES_MAX;
+  const first = firstPassEnd(disk, buffers, from, fsBlock);
+  const cap = first.cap;
   const list: Uint8Array[][] = [];
   let current: Uint8Array[] = [];
   let offset = from;
-  let passEnd = Math.floor((from + cap) / fsBlock) * fsBlock;
-  if (passEnd <= from) passEnd = from + cap;
+  let passEnd = first.end;
   for (const buffer of buffers) {
     let rest = buffer;
     while (rest.byteLength > 0) {

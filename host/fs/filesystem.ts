@@ -417,7 +417,13 @@ export class Filesystem {
   /** @internal Whether the inode has size or allocation changes not yet committed: the metadata a
    *  datasync must persist (iomap's IOMAP_F_DIRTY). */
   metadataDirty(inode: Inode): boolean {
-    return inode.dataVersion > this.durableVersion;
+    return this.needsCommit(inode, true);
+  }
+
+  /** Whether a sync of `inode` must commit metadata: what datasync needs (size, allocation) or,
+   *  for a full sync, any of its metadata, changed since the newest durable commit. */
+  needsCommit(inode: Inode, datasync: boolean): boolean {
+    return (datasync ? inode.dataVersion : inode.allVersion) > this.durableVersion;
   }
 
   // ---- direct-IO completion: the queue, the sync-work record, generic_write_sync ---------------
@@ -497,8 +503,7 @@ export class Filesystem {
           }
         }
       }
-      const needed = datasync ? inode.dataVersion : inode.allVersion;
-      if (needed > this.durableVersion) {
+      if (this.needsCommit(inode, datasync)) {
         await this.commit(syscall);
         return 0;
       }
@@ -519,8 +524,7 @@ export class Filesystem {
   /** @internal Whether generic_write_sync() over [offset, offset + count) would be only a cache
    *  flush: no dirty page in the range, no metadata the sync must commit. */
   syncIsFlushOnly(inode: Inode, offset: number, count: number, datasync: boolean): boolean {
-    const needed = datasync ? inode.dataVersion : inode.allVersion;
-    if (needed > this.durableVersion) return false;
+    if (this.needsCommit(inode, datasync)) return false;
     const first = Math.floor(offset / PAGE_BYTES);
     const end = Math.ceil((offset + Math.max(0, count)) / PAGE_BYTES);
     return !this.pages.pagesOf(inode.ino, true).some((page) => page.index >= first && page.index < end);
@@ -1042,8 +1046,7 @@ export class Filesystem {
   async syncInode(inode: Inode, datasync: boolean, syscall: string): Promise<void> {
     this.checkAlive(syscall);
     await inode.lock.run(() => this.writebackInode(inode, syscall));
-    const needed = datasync ? inode.dataVersion : inode.allVersion;
-    if (needed > this.durableVersion) await this.commit(syscall);
+    if (this.needsCommit(inode, datasync)) await this.commit(syscall);
     else await this.io.flush(syscall);
   }
 
