@@ -46,11 +46,36 @@ function traceFlags(flags: readonly BioFlag[] | undefined): string[] {
   return flags.filter((flag) => flag === "SYNC" || flag === "FUA" || flag === "PREFLUSH");
 }
 
+/** The flags a request at the device shows: SYNC, and FUA when the device does it natively. */
+function pieceFlagsOf(flags: string[], fuaNative: boolean): string[] {
+  if (flags === NO_FLAGS || flags === TRACE_SYNC || (flags === TRACE_SYNC_FUA && fuaNative)) return flags;
+  return flags.filter((flag) => flag === "SYNC" || (flag === "FUA" && fuaNative));
+}
+
 function invalid(message: string): DioError {
   return new DioError("EINVAL", SYSCALL, message);
 }
 
-interface PendingBio { bio: Bio; bytes: number; bits: number }
+/** A checked bio on its way to the device: its bvecs as `count` (address, length) pairs from
+ *  pair `vecFirst` of `vecs` (a table the caller may reuse once start() returns, unless `owned`). */
+interface PendingBio {
+  op: "read" | "write";
+  sector: number;
+  bits: number;
+  bytes: number;
+  vecs: Uint32Array;
+  vecFirst: number;
+  count: number;
+  /** `vecs` belongs to this bio (not a caller's scratch table). */
+  owned: boolean;
+  /** What the trace shows. */
+  flags: string[];
+  endIo: ((status: number) => void) | undefined;
+}
+
+/** Trace flags of the direct-IO engine's bios, shared (a trace record's flags are read-only). */
+const TRACE_SYNC: string[] = ["SYNC"];
+const TRACE_SYNC_FUA: string[] = ["SYNC", "FUA"];
 
 /** The request queue of one disk. */
 export class BlockQueue {
@@ -89,11 +114,39 @@ export class BlockQueue {
       this.device.requestFlush((status) => {
         // Without a cache the flush ends at the block layer, with no device operation.
         if (!this.limits.writeCache) this.tracer.emit("C", "flush", 0, 0, traceFlags(bio.flags), this.device.now, status);
-        this.endBio(bio, status, -1);
+        bio.endIo?.(status);
       });
       return;
     }
-    this.start({ bio, bytes, bits });
+    let vecs: Uint32Array;
+    if (bio.bvecs !== undefined) {
+      vecs = bio.bvecs.slice();
+    } else {
+      vecs = new Uint32Array(bio.segments.length * 2);
+      bio.segments.forEach((seg, i) => {
+        const offset = seg.offset ?? 0;
+        vecs[i * 2] = seg.buf.byteOffset + offset;
+        vecs[i * 2 + 1] = seg.length ?? seg.buf.byteLength - offset;
+      });
+    }
+    this.start({
+      op: bio.op, sector: bio.sector, bits, bytes, vecs, vecFirst: 0, count: vecs.length >> 1, owned: true,
+      flags: traceFlags(bio.flags), endIo: bio.endIo,
+    });
+  }
+
+  /**
+   * @internal The direct-IO engine's entry: a write (WRITE_ODIRECT: SYNC, with FUA when `fua`) or
+   * a read of `count` bvecs at pair `vecFirst` of `vecs`, `bytes` long, as the core's mapping loop
+   * built and checked them (inside the arena, logical-block multiples, at most BIO_MAX_VECS).
+   * `vecs` may be reused once this returns.
+   */
+  submitMapped(op: "read" | "write", sector: number, fua: boolean, vecs: Uint32Array, vecFirst: number, count: number, bytes: number, endIo: (status: number) => void): void {
+    const write = op === "write";
+    this.start({
+      op, sector, bits: write ? (fua ? BIO_SYNC | BIO_FUA : BIO_SYNC) : 0, bytes, vecs, vecFirst, count, owned: false,
+      flags: write ? (fua ? TRACE_SYNC_FUA : TRACE_SYNC) : NO_FLAGS, endIo,
+    });
   }
 
   /** Submits a bio and resolves with its status (0 or -errno). */
@@ -169,42 +222,39 @@ export class BlockQueue {
 
   /** A power cut: bios still waiting for bvec slots were in flight; they fail with EIO. */
   failWaiting(status: number): void {
-    for (const { bio } of this.waiting.splice(0)) this.device.defer(() => bio.endIo?.(status));
+    for (const pending of this.waiting.splice(0)) this.device.defer(() => pending.endIo?.(status));
   }
 
-  private start(pending: PendingBio): void {
-    const { bio, bytes, bits } = pending;
-    const count = bio.bvecs !== undefined ? bio.bvecs.length >> 1 : bio.segments.length;
+  private start(bio: PendingBio): void {
+    const { bytes, bits, count, flags } = bio;
+    const sectors = bytes >> SECTOR_SHIFT;
     // see: bio_check_eod(): checked here in full precision (the core sees 32-bit sectors).
     if (bio.sector + bytes / SECTOR_BYTES > this.sectorCount) {
       Atomics.add(this.statView, 0, 1n);
-      const flags = traceFlags(bio.flags);
-      this.tracer.emit("Q", bio.op, bio.sector, bytes >> SECTOR_SHIFT, flags, this.device.now);
+      this.tracer.emit("Q", bio.op, bio.sector, sectors, flags, this.device.now);
       this.device.defer(() => {
-        this.tracer.emit("C", bio.op, bio.sector, bytes >> SECTOR_SHIFT, flags, this.device.now, -5);
+        this.tracer.emit("C", bio.op, bio.sector, sectors, flags, this.device.now, -5);
         bio.endIo?.(-5);
       });
       return;
     }
     const first = this.bvecs.allocate(count, 1);
     if (first < 0) {
-      this.waiting.push(pending);
+      // It waits with its own copy: the caller's table is scratch space for its next mapping.
+      if (!bio.owned) {
+        bio.vecs = bio.vecs.slice(bio.vecFirst * 2, (bio.vecFirst + count) * 2);
+        bio.vecFirst = 0;
+        bio.owned = true;
+      }
+      this.waiting.push(bio);
       return;
     }
-    if (bio.bvecs !== undefined) {
-      this.bvecView.set(bio.bvecs, first * 2);
-    } else {
-      bio.segments.forEach((seg, i) => {
-        const offset = seg.offset ?? 0;
-        this.bvecView[(first + i) * 2] = seg.buf.byteOffset + offset;
-        this.bvecView[(first + i) * 2 + 1] = seg.length ?? seg.buf.byteLength - offset;
-      });
-    }
-    const flags = traceFlags(bio.flags);
-    const sectors = bytes >> SECTOR_SHIFT;
+    const view = this.bvecView;
+    const src = bio.vecs;
+    for (let i = 0, from = bio.vecFirst * 2, to = first * 2; i < count * 2; i++) view[to + i] = src[from + i];
     this.tracer.emit("Q", bio.op, bio.sector, sectors, flags, this.device.now);
-    const op = bio.op === "write" ? OP_WRITE : OP_READ;
-    const pieces = this.core.blk_split(op, bits, bio.sector, first, count, 0, bytes, 0);
+    const isWrite = bio.op === "write";
+    const pieces = this.core.blk_split(isWrite ? OP_WRITE : OP_READ, bits, bio.sector, first, count, 0, bytes, 0);
     if (pieces < 0) {
       this.device.defer(() => {
         this.tracer.emit("C", bio.op, bio.sector, sectors, flags, this.device.now, pieces);
@@ -212,28 +262,38 @@ export class BlockQueue {
       });
       return;
     }
+    const cached = this.limits.writeCache;
+    const fua = isWrite && cached && (bits & BIO_FUA) !== 0;
+    const fuaNative = fua && this.limits.fua;
+    const preflush = isWrite && cached && (bits & BIO_PREFLUSH) !== 0;
+    const tailStatus = this.core.blk_split_tail_status();
+    const pv = this.pieceView;
+    // The common case: one piece, no flush to sequence around it.
+    if (pieces === 1 && tailStatus === 0 && !preflush && fua === fuaNative) {
+      this.device.dispatch({
+        kind: bio.op, sector: pv[0], sectors: pv[1], bvecIndex: pv[2], bvecDone: pv[3], fua: fuaNative,
+        flags: pieceFlagsOf(flags, fuaNative),
+        done: (status) => this.endBio(bio, status, first),
+      });
+      return;
+    }
     // Read the pieces out now: the piece table is scratch space for the next split.
     const requests: { sector: number; sectors: number; index: number; done: number }[] = [];
     for (let k = 0; k < pieces; k++) {
       const at = k * (PIECE_SIZE / 4);
-      requests.push({ sector: this.pieceView[at], sectors: this.pieceView[at + 1], index: this.pieceView[at + 2], done: this.pieceView[at + 3] });
+      requests.push({ sector: pv[at], sectors: pv[at + 1], index: pv[at + 2], done: pv[at + 3] });
     }
     for (let k = 0; k + 1 < pieces; k++) {
       const piece = requests[k];
       this.tracer.emit("X", bio.op, piece.sector + piece.sectors, piece.sectors, flags, this.device.now);
     }
     // A remainder that could not be split ends with its error; the pieces in front of it go out.
-    const tailStatus = this.core.blk_split_tail_status();
     const tail = tailStatus === 0 ? undefined : (() => {
       const last = requests[requests.length - 1];
       const start = last.sector + last.sectors;
       return { sector: start, sectors: bio.sector + sectors - start, status: tailStatus };
     })();
-    const cached = this.limits.writeCache;
-    const isWrite = bio.op === "write";
-    const fua = isWrite && cached && (bits & BIO_FUA) !== 0;
-    const fuaNative = fua && this.limits.fua;
-    const pieceFlags = flags.filter((flag) => flag === "SYNC" || (flag === "FUA" && fuaNative));
+    const pieceFlags = pieceFlagsOf(flags, fuaNative);
     let remaining = pieces + (tail === undefined ? 0 : 1);
     let status = 0;
     const pieceDone = (pieceStatus: number): void => {
@@ -255,13 +315,13 @@ export class BlockQueue {
       }
       for (const piece of requests) {
         this.device.dispatch({
-          kind: bio.op as "read" | "write", sector: piece.sector, sectors: piece.sectors,
+          kind: bio.op, sector: piece.sector, sectors: piece.sectors,
           bvecIndex: piece.index, bvecDone: piece.done, fua: fuaNative, flags: pieceFlags, done: pieceDone,
         });
       }
     };
     // PREFLUSH: the cache is flushed before the bio's own data is handled.
-    if (isWrite && cached && (bits & BIO_PREFLUSH) !== 0) {
+    if (preflush) {
       this.device.requestFlush((flushStatus) => {
         if (flushStatus !== 0) {
           this.endBio(bio, flushStatus, first);
@@ -274,10 +334,10 @@ export class BlockQueue {
     }
   }
 
-  private endBio(bio: Bio, status: number, first: number): void {
+  private endBio(bio: PendingBio, status: number, first: number): void {
     if (first >= 0) {
       this.bvecs.release(first);
-      this.retryWaiting();
+      if (this.waiting.length > 0) this.retryWaiting();
     }
     bio.endIo?.(status);
   }

@@ -170,9 +170,45 @@ export interface DioRun {
  * after a read), stops at EOF, a hole, or an error. `afterSubmit` runs once, after the last pass
  * has submitted its bios (the read path drops i_mutex there) or when the call ends early.
  */
-export async function dioRun(
+export function dioRun(
   target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
   syscall: string, afterSubmit: () => void, options: DioOptions = {},
+): Promise<DioRun> {
+  const disk = target.disk;
+  // The common call: one pass over buffers that live in the arena (no bounce, no pass loop).
+  let total = 0;
+  let inPlace = true;
+  for (const b of buffers) {
+    total += b.byteLength;
+    if (b.byteLength > 0 && !inArena(disk, b)) inPlace = false;
+  }
+  if (inPlace && from + total <= firstPassEnd(disk, buffers, from, 2 ** target.fsBits).end) {
+    const segments = buffers.map((user): DioSegment => ({ user, addr: user.byteOffset }));
+    let pass: Promise<DioResult>;
+    try {
+      pass = dioPass(target, op, segments, from, dioBits, syscall, afterSubmit, options);
+    } catch (error) {
+      afterSubmit();
+      return Promise.reject(error);
+    }
+    return pass.then((result) => {
+      afterSubmit();
+      if (result.ret < 0) return { done: 0, error: result.ret, holeAt: false, fua: false };
+      const fua = options.writeThrough === true && result.fua && result.ret > 0;
+      if (op === "write" && result.ret > 0) target.extended(from + result.ret);
+      return { done: result.ret, error: 0, holeAt: result.stop === -ENOTBLK, fua: result.stop === -ENOTBLK ? false : fua };
+    }, (error: unknown) => {
+      afterSubmit();
+      throw error;
+    });
+  }
+  return dioRunPasses(target, op, buffers, from, dioBits, syscall, afterSubmit, options);
+}
+
+/** dioRun() for a call of several passes or with bounced buffers. */
+async function dioRunPasses(
+  target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
+  syscall: string, afterSubmit: () => void, options: DioOptions,
 ): Promise<DioRun> {
   const list = passes(target.disk, buffers, from, 2 ** target.fsBits);
   let done = 0;
@@ -215,10 +251,12 @@ export function dioBlockBits(target: DioTarget, buffers: Uint8Array[], offset: n
   const lbs = target.disk.limits.logicalBlockSize;
   const lbsBits = Math.log2(lbs);
   const fsBlock = 2 ** target.fsBits;
-  const misaligned = (unit: number): boolean => offset % unit !== 0 ||
-    buffers.some((b) => b.byteOffset % unit !== 0 || b.byteLength % unit !== 0);
-  if (!misaligned(fsBlock)) return target.fsBits;
-  if (!misaligned(lbs)) return lbsBits;
+  // One pass over the values: OR keeps every low bit (ToInt32 is modulo 2^32, and the units are
+  // at most 64 KiB), so the OR is a multiple of a unit exactly when every value is.
+  let bits = offset;
+  for (const b of buffers) bits |= b.byteOffset | b.byteLength;
+  if (bits % fsBlock === 0) return target.fsBits;
+  if (bits % lbs === 0) return lbsBits;
   // Name the first value that breaks the logical block rule.
   if (offset % lbs !== 0) throw new DioError("EINVAL", syscall, `offset ${offset} is not a multiple of the ${lbs}-byte logical block size`);
   const index = buffers.findIndex((b) => b.byteOffset % lbs !== 0);
@@ -267,42 +305,100 @@ export interface DioInFlight {
  * i_dio_count and i_size are the caller's. see: fs/direct-io.c do_blockdev_direct_IO(), dio_bio_end_io(),
  * dio_complete().
  */
-export async function dioStart(
+export function dioStart(
   target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
   syscall: string, complete: (result: DioResult, fromBio: boolean) => void, options: DioOptions = {},
-): Promise<DioInFlight> {
+): DioInFlight | Promise<DioInFlight> {
   const { disk } = target;
   const core = disk.core;
-  let refs = 1;
-  let ioError = 0;
-  let finish = (): DioResult => ({ ret: 0, result: 0, stop: 0, eof: false, fua: false });
-  const release = (fromBio: boolean): void => {
-    if (refs <= 0) throw new Error("dioemu: a direct IO's reference dropped twice");
-    if (--refs === 0) complete(finish(), fromBio);
-  };
-  const drop = (): void => release(false);
   // Nothing maps or goes to the device for a filesystem or device that lost power meanwhile.
   target.alive(syscall);
   // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
-  segments = segments.filter((seg) => seg.user.byteLength > 0);
-  if (segments.length === 0) return { drop, submitError: 0, result: 0, holeAt: false, fua: false };
+  let nonEmpty = 0;
+  for (const seg of segments) if (seg.user.byteLength > 0) nonEmpty++;
+  if (nonEmpty !== segments.length) segments = segments.filter((seg) => seg.user.byteLength > 0);
+  if (segments.length === 0) return new InFlight(complete, 0, 0, 0, false, op, offset, 0);
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
-  const { iov, bvecs, bios: bioTable } = views(disk);
-  segments.forEach((seg, i) => {
-    iov[i * 2] = seg.addr;
-    iov[i * 2 + 1] = seg.user.byteLength;
-  });
-  const iSizeAtSubmit = target.size();
-  const skipHoles = !target.skipHoles ? SKIP_HOLES_NONE : target.semantics === "legacy" || target.semantics === "seed" ? SKIP_HOLES_310 : SKIP_HOLES_4X;
-  const builder = target.semantics === "legacy" || target.semantics === "seed" ? BUILDER_3X : BUILDER_VECS;
-  const opCode = op === "write" ? OP_WRITE : OP_READ;
-  const run = () => core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, offset / 2 ** dioBits, iSizeAtSubmit, skipHoles, builder);
-  let submitError = run();
-  if (submitError === -28 && op === "write" && (await target.reclaim(syscall))) {
-    target.alive(syscall);
-    submitError = run();
+  const { iov } = views(disk);
+  for (let i = 0; i < segments.length; i++) {
+    iov[i * 2] = segments[i].addr;
+    iov[i * 2 + 1] = segments[i].user.byteLength;
   }
-  if (core.dio_new_blocks() !== 0) target.allocated();
+  const iSizeAtSubmit = target.size();
+  const legacyBuilder = target.semantics === "legacy" || target.semantics === "seed";
+  const skipHoles = !target.skipHoles ? SKIP_HOLES_NONE : legacyBuilder ? SKIP_HOLES_310 : SKIP_HOLES_4X;
+  const builder = legacyBuilder ? BUILDER_3X : BUILDER_VECS;
+  const opCode = op === "write" ? OP_WRITE : OP_READ;
+  const blocks = offset / 2 ** dioBits;
+  const map = (): number => core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, blocks, iSizeAtSubmit, skipHoles, builder);
+  const submitError = map();
+  if (submitError === -28 && op === "write") {
+    // ENOSPC: a commit may free blocks; then the pass is mapped again.
+    return target.reclaim(syscall).then((retry) => {
+      if (!retry) return submitMapped(target, op, offset, -28, iSizeAtSubmit, complete, options);
+      target.alive(syscall);
+      return submitMapped(target, op, offset, map(), iSizeAtSubmit, complete, options);
+    });
+  }
+  return submitMapped(target, op, offset, submitError, iSizeAtSubmit, complete, options);
+}
+
+/** struct dio: the references, the IO error, and what dio_complete() reports. */
+class InFlight implements DioInFlight {
+  refs = 1;
+  ioError = 0;
+  constructor(
+    private readonly complete: (result: DioResult, fromBio: boolean) => void,
+    readonly submitError: number,
+    readonly result: number,
+    private readonly stop: number,
+    readonly fua: boolean,
+    private readonly op: "read" | "write",
+    private readonly offset: number,
+    /** Where a read's count is clamped: i_size at submission, or the device's size. */
+    private readonly end: number,
+  ) {}
+
+  get holeAt(): boolean {
+    return this.stop === -ENOTBLK;
+  }
+
+  drop(): void {
+    this.release(false);
+  }
+
+  /** A bio's completion (bio_end_io): one failed bio fails the whole call with EIO. */
+  bioDone(status: number): void {
+    if (status !== 0) this.ioError = -5;
+    this.release(true);
+  }
+
+  private release(fromBio: boolean): void {
+    if (this.refs <= 0) throw new Error("dioemu: a direct IO's reference dropped twice");
+    if (--this.refs === 0) this.complete(this.finish(), fromBio);
+  }
+
+  /** dio_complete()'s result. */
+  private finish(): DioResult {
+    let transferred = this.result;
+    // A read cut short by EOF reports what lies before EOF, though whole blocks were read.
+    if (this.op === "read" && this.offset + transferred > this.end) transferred = Math.max(0, this.end - this.offset);
+    // dio_complete(): the submission error, then page errors (none here), then the IO error,
+    // then the count.
+    const ret = this.submitError !== 0 ? this.submitError : this.ioError !== 0 ? this.ioError : transferred;
+    return { ret, result: this.result, stop: this.stop === -ENOTBLK ? -ENOTBLK : 0, eof: this.stop === STOP_EOF, fua: this.fua };
+  }
+}
+
+/** After the mapping loop: read its outcome and submit its bios, each holding a reference. */
+function submitMapped(
+  target: DioTarget, op: "read" | "write", offset: number, submitError: number, iSizeAtSubmit: number,
+  complete: (result: DioResult, fromBio: boolean) => void, options: DioOptions,
+): DioInFlight {
+  const { disk } = target;
+  const core = disk.core;
+  const newBlocks = core.dio_new_blocks() !== 0;
+  if (newBlocks) target.allocated();
   const bioCount = core.dio_bio_count();
   const result = core.dio_result_bytes();
   const stop = core.dio_stop();
@@ -311,57 +407,39 @@ export async function dioStart(
   const limits = disk.limits;
   // A write that moves i_size has metadata to commit (ext4 marks it IOMAP_F_DIRTY): no FUA.
   const fua = op === "write" && options.writeThrough === true && submitError === 0 && result > 0 &&
-    offset + result <= iSizeAtSubmit && core.dio_new_blocks() === 0 && !target.metadataDirty() &&
+    offset + result <= iSizeAtSubmit && !newBlocks && !target.metadataDirty() &&
     (limits.fua || !limits.writeCache);
-  // Copy the bios out of the core's tables before anything else can map: each bio's bvecs as
-  // (address, length) pairs, handed to the block layer as they are.
-  const bios: { sector: number; bvecs: Uint32Array }[] = [];
+  const dio = new InFlight(complete, submitError, result, stop, fua, op, offset, target.ino === 0 ? disk.size : iSizeAtSubmit);
+  // Submit every bio (WRITE_ODIRECT: SYNC, never PREFLUSH; FUA only for iomap write-through)
+  // straight from the core's tables: the block layer copies what it keeps before returning.
+  const { bvecs, bios } = views(disk);
+  dio.refs += bioCount;
+  const bioDone = (status: number): void => dio.bioDone(status);
   for (let k = 0; k < bioCount; k++) {
     const at = k * DIO_BIO_SIZE;
-    const first = bioTable.getUint32(at + DIO_BIO.BVEC_FIRST, true);
-    const count = bioTable.getUint32(at + DIO_BIO.BVEC_COUNT, true);
-    bios.push({ sector: bioTable.getUint32(at + DIO_BIO.SECTOR, true), bvecs: bvecs.slice(first * 2, (first + count) * 2) });
+    disk.queue.submitMapped(op, bios.getUint32(at + DIO_BIO.SECTOR, true), fua, bvecs,
+      bios.getUint32(at + DIO_BIO.BVEC_FIRST, true), bios.getUint32(at + DIO_BIO.BVEC_COUNT, true),
+      bios.getUint32(at + DIO_BIO.BYTES, true), bioDone);
   }
-  finish = () => {
-    let transferred = result;
-    const end = target.ino === 0 ? disk.size : iSizeAtSubmit;
-    // A read cut short by EOF reports what lies before EOF, though whole blocks were read.
-    if (op === "read" && offset + transferred > end) transferred = Math.max(0, end - offset);
-    // dio_complete(): the submission error, then page errors (none here), then the IO error,
-    // then the count.
-    const ret = submitError !== 0 ? submitError : ioError !== 0 ? ioError : transferred;
-    return { ret, result, stop: stop === -ENOTBLK ? -ENOTBLK : 0, eof: stop === STOP_EOF, fua };
-  };
-  // Submit every bio (WRITE_ODIRECT: SYNC, never PREFLUSH; FUA only for iomap write-through),
-  // each holding a reference.
-  const flags = op === "write" ? (fua ? (["SYNC", "FUA"] as const) : (["SYNC"] as const)) : ([] as const);
-  refs += bios.length;
-  for (const bio of bios) {
-    disk.queue.submitBio({
-      op, sector: bio.sector, segments: [], bvecs: bio.bvecs, flags: [...flags],
-      endIo: (status) => {
-        // One failed bio fails the whole call with EIO (no partial count).
-        if (status !== 0) ioError = -5;
-        release(true);
-      },
-    });
-  }
-  return { drop, submitError, result, holeAt: stop === -ENOTBLK, fua };
+  return dio;
 }
 
 /**
  * Maps and performs one direct-IO pass and waits for it: the synchronous form of dioStart().
  * `afterSubmit` runs once every bio is submitted, before the wait (the read path drops i_mutex).
  */
-export async function dioPass(
+export function dioPass(
   target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
   syscall: string, afterSubmit: () => void, options: DioOptions = {},
 ): Promise<DioResult> {
   let resolve!: (result: DioResult) => void;
   const completed = new Promise<DioResult>((r) => { resolve = r; });
-  const dio = await dioStart(target, op, segments, offset, dioBits, syscall, (r) => resolve(r), options);
-  afterSubmit();
-  // The submitter drops its reference last when every bio already completed: then it completes.
-  dio.drop();
-  return completed;
+  const submitted = (dio: DioInFlight): Promise<DioResult> => {
+    afterSubmit();
+    // The submitter drops its reference last when every bio already completed: then it completes.
+    dio.drop();
+    return completed;
+  };
+  const started = dioStart(target, op, segments, offset, dioBits, syscall, resolve, options);
+  return started instanceof Promise ? started.then(submitted) : submitted(started);
 }

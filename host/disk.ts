@@ -37,6 +37,16 @@ export interface DiskOptions {
   arenaBytes?: number;
   /** Device latency in virtual ticks. */
   latency?: Partial<LatencyTicks>;
+  /**
+   * When the device moves (its virtual clock advances only while the emulated CPU is idle):
+   * - "drain" (default in Node): once the microtask queue drains, with no event-loop turn per step;
+   *   requests submitted in one drain are in flight together, and up to 256 steps follow one
+   *   another before a turn lets timers and I/O in. Fast: a step costs a microtask, not a turn.
+   * - "turn": one device step per event-loop turn (setImmediate). Code that awaits a turn finds
+   *   requests still in flight and can act between steps; each step costs a turn (about 1 us).
+   * Browsers always step per task.
+   */
+  completions?: "drain" | "turn";
   /** Use a SharedArrayBuffer-backed memory. Default: where available (Node; cross-origin
    *  isolated pages). false forces a plain memory and the inline executor. */
   sharedMemory?: boolean;
@@ -113,7 +123,7 @@ export class Disk {
 
   private constructor(init: {
     size: number; limits: QueueLimits; seed: number; executor: "worker" | "inline"; memory: WebAssembly.Memory;
-    core: CoreExports; plan: RegionPlan; latency: LatencyTicks;
+    core: CoreExports; plan: RegionPlan; latency: LatencyTicks; completions: "drain" | "turn";
   }) {
     this.size = init.size;
     this.limits = Object.freeze({ ...init.limits });
@@ -125,7 +135,7 @@ export class Disk {
     this.prng = new Prng(init.seed);
     this.tracer = new Tracer();
     this.arena = new RangeAllocator(init.plan.arenaBase, init.plan.arenaBytes);
-    this.device = new Device(init.core, this.prng, this.tracer, init.limits.writeCache, init.latency);
+    this.device = new Device(init.core, this.prng, this.tracer, init.limits.writeCache, init.latency, init.completions);
     this.queue = new BlockQueue(init.core, init.memory, this.device, this.tracer, this.limits,
       { base: init.plan.zeroPageBase, end: init.plan.arenaBase + init.plan.arenaBytes },
       { bvecBase: init.plan.bvecBase, bvecCapacity: BVEC_CAPACITY, pieceBase: init.plan.pieceBase },
@@ -170,6 +180,9 @@ export class Disk {
     if (latency.readMin > latency.readMax || latency.writeMin > latency.writeMax || latency.flushMin > latency.flushMax) {
       throw invalid(CREATE, "latency minimums must not exceed their maximums");
     }
+    if (opts.completions !== undefined && opts.completions !== "drain" && opts.completions !== "turn") {
+      throw invalid(CREATE, `completions ${String(opts.completions)} must be "drain" or "turn"`);
+    }
     if (opts.sharedMemory !== undefined && typeof opts.sharedMemory !== "boolean") {
       throw invalid(CREATE, `sharedMemory ${String(opts.sharedMemory)} must be a boolean`);
     }
@@ -190,7 +203,7 @@ export class Disk {
     writeControlBlock(memory, plan, size, limits);
     const status = core.core_init();
     if (status !== 0) throw new Error(`dioemu: the core refused the control block (${status})`);
-    return new Disk({ size, limits, seed, executor: opts.executor ?? (shared ? "worker" : "inline"), memory, core, plan, latency });
+    return new Disk({ size, limits, seed, executor: opts.executor ?? (shared ? "worker" : "inline"), memory, core, plan, latency, completions: opts.completions ?? "drain" });
   }
 
   /** Opens an existing image file. File backing arrives with its own issue. */

@@ -46,19 +46,23 @@ export class RangeAllocator {
     if (block === undefined) return false;
     this.live.delete(start);
     this.usedBytes -= block.blockEnd - block.blockStart;
-    // Insert in address order and merge with the neighbours.
+    // Back in address order, merged with its neighbours (no new range when one absorbs it).
+    const free = this.free;
     let i = 0;
-    while (i < this.free.length && this.free[i].start < block.blockStart) i++;
-    this.free.splice(i, 0, { start: block.blockStart, end: block.blockEnd });
-    const next = this.free[i + 1];
-    if (next !== undefined && next.start === block.blockEnd) {
-      this.free[i].end = next.end;
-      this.free.splice(i + 1, 1);
-    }
-    const prev = this.free[i - 1];
-    if (prev !== undefined && prev.end === this.free[i].start) {
-      prev.end = this.free[i].end;
-      this.free.splice(i, 1);
+    while (i < free.length && free[i].start < block.blockStart) i++;
+    const prev = i > 0 ? free[i - 1] : undefined;
+    const next = i < free.length ? free[i] : undefined;
+    const joinsPrev = prev !== undefined && prev.end === block.blockStart;
+    const joinsNext = next !== undefined && next.start === block.blockEnd;
+    if (joinsPrev && joinsNext) {
+      prev.end = next.end;
+      free.splice(i, 1);
+    } else if (joinsPrev) {
+      prev.end = block.blockEnd;
+    } else if (joinsNext) {
+      next.start = block.blockStart;
+    } else {
+      free.splice(i, 0, { start: block.blockStart, end: block.blockEnd });
     }
     return true;
   }

@@ -35,6 +35,8 @@ interface SetupOptions {
   limits?: Partial<QueueLimits>;
   /** Commit the prefill (default true): its blocks' allocation is then durable metadata. */
   commit?: boolean;
+  /** "turn" for a test that acts between device steps by awaiting event-loop turns. */
+  completions?: "drain" | "turn";
 }
 
 /**
@@ -45,7 +47,7 @@ interface SetupOptions {
 async function setup(o: SetupOptions): Promise<Env> {
   const disk = await Disk.create({
     size: 8 << 20, arenaBytes: 4 << 20, cacheBytes: 1 << 20, seed: o.seed ?? 1, executor: o.executor ?? "inline",
-    fua: o.fua, latency: o.latency, limits: o.limits,
+    fua: o.fua, latency: o.latency, limits: o.limits, completions: o.completions,
   });
   await mkfs(disk, { blockSize: 4096, inodes: 16 });
   const fs = await mount(disk, { semantics: o.semantics, sync: o.sync, legacyXfs: o.legacyXfs });
@@ -391,7 +393,8 @@ test("(39) iomap: an AIO write on a file with cached pages is deferred to the qu
 });
 
 test("(39) iomap: pages cached while the AIO write is in flight make its completion deferred (4.14 checks nrpages at completion)", async () => {
-  const env = await setup({ semantics: "iomap", flags: 0, latency: { writeMin: 60, writeMax: 60 } });
+  // Stepping per event-loop turn: the buffered read below runs while the write is in flight.
+  const env = await setup({ semantics: "iomap", flags: 0, latency: { writeMin: 60, writeMax: 60 }, completions: "turn" });
   const { trace, steps } = observe(env);
   const ctx = ioSetup(4);
   ctx.submit([{ opcode: "pwrite", fh: env.fh, buf: buffer(env, BLOCK), offset: BLOCK }]);
@@ -523,7 +526,8 @@ for (const executor of ["inline", "worker"] as const) {
       for (const when of ["pending", "reaped"] as const) {
         for (let seed = 1; seed <= (executor === "worker" ? 3 : 1) && hangs.length === 0; seed++) {
           const label = `${semantics}, ${when}, seed ${seed}`;
-          const env = await setup({ semantics, executor, seed });
+          // Stepping per event-loop turn: the test polls by turns for the writes in flight.
+          const env = await setup({ semantics, executor, seed, completions: "turn" });
           const { steps } = observe(env);
           const ctx = ioSetup(8);
           ctx.submit([0, 1, 2, 3].map((i) => ({ opcode: "pwrite" as const, fh: env.fh, buf: buffer(env, BLOCK), offset: i * BLOCK })));

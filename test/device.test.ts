@@ -625,7 +625,8 @@ test("a write that completes while a flush is in flight is covered by a flush su
   // A slow flush and fast writes, so the second write completes while flush A is in flight.
   const latency = { writeMin: 1, writeMax: 2, flushMin: 30, flushMax: 30 };
   for (let seed = 1; seed <= 12; seed++) {
-    const disk = await newDisk(seed, { latency });
+    // Stepping per event-loop turn: flush B goes out between device steps.
+    const disk = await newDisk(seed, { latency, completions: "turn" });
     const flushA = startFlush(disk);
     const write = startWrite(disk, 1, 8, 8);
     await until(() => write.status !== undefined, "the write");
@@ -826,6 +827,78 @@ test("stats(): bios, splits, flushes, fuaWrites, bytes and dirtyBytes move with 
   assert.is(bare.stats().bios, 2);
   assert.is(bare.stats().flushes, 0, "a flush without a cache is no device flush");
   await bare.close();
+});
+
+// ---- when the device moves: completions "drain" and "turn" -------------------------------------
+
+test("completions: a value other than \"drain\" or \"turn\" is refused with EINVAL", async () => {
+  try {
+    await Disk.create({ size: DISK_BYTES, completions: "sometimes" as "drain" });
+    assert.unreachable("Disk.create accepted completions \"sometimes\"");
+  } catch (error) {
+    assert.is((error as { code?: string }).code, "EINVAL");
+    assert.match(String((error as Error).message), /completions/);
+  }
+});
+
+test("completions \"drain\": nothing completes while promise jobs keep running; requests submitted meanwhile are in flight together", async () => {
+  const disk = await newDisk(1, { latency: { writeMin: 1, writeMax: 1 } });
+  const trace = disk.startTrace();
+  const a = startWrite(disk, 1, 0, 8);
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  assert.is(a.status, undefined, "a promise job does not let the device move");
+  const b = startWrite(disk, 2, 64, 8);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal([a.status, b.status], [0, 0], "both completed once the CPU went idle");
+  const records = trace.stop();
+  const firstC = records.findIndex((r) => r.action === "C");
+  assert.is(records.filter((r, i) => r.action === "D" && i < firstC).length, 2, "both were dispatched before either completed");
+  await disk.close();
+});
+
+test("completions: \"turn\" moves the device one step per event-loop turn, \"drain\" runs its steps back to back", async () => {
+  for (const completions of ["turn", "drain"] as const) {
+    const disk = await newDisk(1, { latency: { writeMin: 1, writeMax: 1 }, completions });
+    const buf = disk.alloc(4096);
+    // The second write goes out from the first one's completion: a later device step.
+    const first: { status?: number } = {};
+    const second: { status?: number } = {};
+    disk.queue.submitBio({ op: "write", sector: 0, segments: [{ buf }], endIo: (status) => {
+      first.status = status;
+      disk.queue.submitBio({ op: "write", sector: 64, segments: [{ buf }], endIo: (s) => { second.status = s; } });
+    } });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.is(first.status, 0, `${completions}: the first write completed by the first turn`);
+    if (completions === "turn") assert.is(second.status, undefined, "turn: a write submitted by a completion waits for the next turn");
+    else assert.is(second.status, 0, "drain: a write submitted by a completion completes in the same idle period");
+    for (let i = 0; i < 10 && second.status === undefined; i++) await new Promise((resolve) => setImmediate(resolve));
+    assert.is(second.status, 0);
+    disk.free(buf);
+    await disk.close();
+  }
+});
+
+test("completions \"drain\": a long chain of device steps still lets timers run (a turn every 256 steps)", async () => {
+  const disk = await newDisk(1, { latency: { writeMin: 1, writeMax: 1 } });
+  const buf = disk.alloc(4096);
+  const CHAIN = 5000;
+  let completed = 0;
+  let atTimer = -1;
+  const timer = new Promise<void>((resolve) => setTimeout(() => { atTimer = completed; resolve(); }, 0));
+  const chain = new Promise<void>((resolve) => {
+    const next = (): void => {
+      disk.queue.submitBio({ op: "write", sector: (completed % 64) * 8, segments: [{ buf }], endIo: (status) => {
+        assert.is(status, 0);
+        if (++completed === CHAIN) resolve();
+        else next();
+      } });
+    };
+    next();
+  });
+  await Promise.all([timer, chain]);
+  assert.ok(atTimer >= 0 && atTimer < CHAIN, `the timer ran while the chain was going (after ${atTimer} of ${CHAIN} writes)`);
+  disk.free(buf);
+  await disk.close();
 });
 
 test.run();

@@ -473,7 +473,8 @@ test("10: with i_size=12288 and fs block 1 a hole, a 12288-byte DIO read zero-fi
 });
 
 test("11: with dirty page-cache pages over the range, a DIO read writes them back before mapping, and releases i_mutex before waiting for its bios", async () => {
-  const { disk, fs } = await world({ latency: { readMin: 50, readMax: 50 } });
+  // Stepping per event-loop turn: the poll below runs between device steps.
+  const { disk, fs } = await world({ latency: { readMin: 50, readMax: 50 }, completions: "turn" });
   const fh = await openDirect(fs, "f");
   const a = patterned(disk, 2 * BLOCK, 13);
   await fh.write(a, 0, 2 * BLOCK, 0);

@@ -325,7 +325,7 @@ export class FileHandle {
     const dioBits = dioBlockBits(target, buffers, from, syscall);
     const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
     if (total === 0) return 0; // before any lock or allocation
-    const unlock = await inode.lock.lock();
+    const unlock = inode.lock.tryLock() ?? (await inode.lock.lock());
     let locked = true;
     const release = (): void => {
       if (locked) {
@@ -336,7 +336,7 @@ export class FileHandle {
     try {
       fs.checkAlive(syscall);
       if (from >= inode.size) return 0; // the 4.x early check: nothing to read at or past EOF
-      await fs.writebackInode(inode, syscall);
+      if (fs.pages.hasDirty(inode.ino)) await fs.writebackInode(inode, syscall);
       inode.dioBegin();
       let run;
       try {
@@ -385,8 +385,8 @@ export class FileHandle {
       syncFrom = from;
       const dioBits = dioBlockBits(target, buffers, from, syscall);
       if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
-      if (from + total > inode.size) await fs.zeroEofTail(inode, syscall);
-      await fs.writebackInode(inode, syscall);
+      if (from + total > inode.size && inode.size % fs.blockSize !== 0) await fs.zeroEofTail(inode, syscall);
+      if (fs.pages.hasDirty(inode.ino)) await fs.writebackInode(inode, syscall);
       fs.invalidateRange(inode, from, total);
       inode.dioBegin();
       let run;
@@ -426,6 +426,7 @@ export class FileHandle {
     });
     // The caller syncs (6.1): datasync for O_DSYNC and IS_SYNC inodes, full for O_SYNC; not after
     // a write-through (iomap FUA) write. Its error replaces the count.
+    if (!dsync || written <= 0 || fua) return written;
     const res = await this.callerSync(written, syncFrom, dsync, datasync, fua, syscall);
     if (res < 0) throw DioError.fromErrno(res, syscall, `the sync after the direct write failed with errno ${-res}`);
     return res;

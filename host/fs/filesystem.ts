@@ -121,7 +121,7 @@ export class Inode {
   dioEnd(): void {
     if (this.dioCount <= 0) throw new Error(`inode ${this.ino}: dio count would go below 0`);
     this.dioCount--;
-    if (this.dioCount === 0) for (const wake of this.dioWaiters.splice(0)) wake();
+    if (this.dioCount === 0 && this.dioWaiters.length > 0) for (const wake of this.dioWaiters.splice(0)) wake();
   }
   /** inode_dio_wait(): resolves when no direct IO is in flight. */
   dioWait(): Promise<void> {
@@ -735,7 +735,7 @@ export class Filesystem {
 
   /** @internal Drops the clean cached pages over [from, from + length) (invalidate_inode_pages2_range). */
   invalidateRange(inode: Inode, from: number, length: number): void {
-    if (length <= 0) return;
+    if (length <= 0 || !this.pages.hasPages(inode.ino)) return;
     const first = Math.floor(from / PAGE_BYTES);
     const last = Math.floor((from + length - 1) / PAGE_BYTES);
     for (const page of this.pages.pagesOf(inode.ino)) {
@@ -890,6 +890,7 @@ export class Filesystem {
   /** @internal Writes back the dirty blocks of `inode`, or of its pages over [from, from + length)
    *  (caller holds the inode lock). */
   async writebackInode(inode: Inode, syscall: string, from = 0, length = Infinity): Promise<void> {
+    if (!this.pages.hasDirty(inode.ino)) return;
     const firstPage = Math.floor(from / PAGE_BYTES);
     const endPage = length === Infinity ? Infinity : Math.ceil((from + length) / PAGE_BYTES);
     const dirty = this.pages.pagesOf(inode.ino, true).filter((page) => page.index >= firstPage && page.index < endPage);

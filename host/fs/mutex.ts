@@ -36,13 +36,27 @@ export class Mutex {
     };
   }
 
-  /** Runs `fn` holding the lock. */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const unlock = await this.lock();
-    try {
-      return await fn();
-    } finally {
-      unlock();
-    }
+  /** Runs `fn` holding the lock; when the lock is free, `fn` starts before this returns. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const unlock = this.tryLock();
+    if (unlock === null) return this.lock().then((u) => holding(fn, u));
+    return holding(fn, unlock);
   }
+}
+
+function holding<T>(fn: () => Promise<T>, unlock: () => void): Promise<T> {
+  let running: Promise<T>;
+  try {
+    running = fn();
+  } catch (error) {
+    unlock();
+    return Promise.reject(error);
+  }
+  return running.then((value) => {
+    unlock();
+    return value;
+  }, (error: unknown) => {
+    unlock();
+    throw error;
+  });
 }

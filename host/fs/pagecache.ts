@@ -50,6 +50,11 @@ export class PageCache {
     return page;
   }
 
+  /** Whether `ino` has any cached page (without building a list). */
+  hasPages(ino: number): boolean {
+    return this.files.has(ino);
+  }
+
   /** Whether `ino` has a dirty page (without building a list). */
   hasDirty(ino: number): boolean {
     const file = this.files.get(ino);
