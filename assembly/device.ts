@@ -53,6 +53,9 @@ function nextWriteId(): u32 {
 
 // ---- the log ----------------------------------------------------------------------------------
 
+/** The mask of a whole line: every sector of it. */
+const FULL_LINE_MASK: u32 = <u32>((<u64>1 << SECTORS_PER_LINE) - 1);
+
 @inline function cacheHead(): u32 { return load<u32>(ctrlAddr(CTRL_CACHE_HEAD)); }
 @inline function cacheTail(): u32 { return load<u32>(ctrlAddr(CTRL_CACHE_TAIL)); }
 @inline function entryAddr(pos: u32): usize {
@@ -198,6 +201,33 @@ function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), pos + 1);
 }
 
+/**
+ * Appends `lines` whole lines from `first` on, at log positions that do not wrap: the data of all
+ * of them in one copy (they are consecutive in the log), then each line's header and index entry.
+ * Room is made first, destaging the oldest entries as appendLine() would one at a time.
+ */
+function appendLines(first: u32, lines: u32, writeId: u32): void {
+  while (cacheSlots - (cacheHead() - cacheTail()) < lines) destageOldest(true);
+  const head = cacheHead();
+  iterCopyOut(entryData(head), lines << LINE_SHIFT);
+  if (iterFault) return;
+  for (let i: u32 = 0; i < lines; i++) {
+    const line = first + i;
+    const pos = head + i;
+    const header = entryAddr(pos);
+    const slot = indexProbe(line);
+    const older = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line
+      ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
+    store<u32>(header + ENTRY_LINE, line);
+    store<u32>(header + ENTRY_WRITE_ID, writeId);
+    store<u32>(header + ENTRY_PREV, older);
+    store<u32>(header + ENTRY_MASK, FULL_LINE_MASK);
+    store<u32>(indexSlotAddr(slot) + INDEX_LINE, line);
+    store<u32>(indexSlotAddr(slot) + INDEX_POS, pos);
+  }
+  store<u32>(ctrlAddr(CTRL_CACHE_HEAD), head + lines);
+}
+
 /** Clears the sectors of `mask` from every cached version of `line` (a newer durable copy wins). */
 function forgetCachedSectors(line: u32, mask: u32): void {
   let pos = indexGet(line);
@@ -264,6 +294,17 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
     const end = sector + sectors;
     while (s < end && !iterFault) {
       const inLine = s % SECTORS_PER_LINE;
+      if (inLine == 0 && end - s >= 2 * SECTORS_PER_LINE) {
+        // A run of whole lines goes in with one copy, up to where the log wraps.
+        let lines = (end - s) / SECTORS_PER_LINE;
+        const toWrap = cacheSlots - (cacheHead() & (cacheSlots - 1));
+        if (lines > toWrap) lines = toWrap;
+        if (lines >= 2) {
+          appendLines(s / SECTORS_PER_LINE, lines, writeId);
+          s += lines * SECTORS_PER_LINE;
+          continue;
+        }
+      }
       let count = SECTORS_PER_LINE - inLine;
       if (count > end - s) count = end - s;
       appendLine(s / SECTORS_PER_LINE, inLine, count, writeId);

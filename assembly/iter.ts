@@ -51,47 +51,56 @@ export function bvecRangeValid(index: u32, done: u32, bytes: u32): bool {
   return true;
 }
 
-/** Copies `bytes` from the bio's segments at the cursor to `dst`, advancing the cursor. */
-export function iterCopyOut(dst: usize, bytes: u32): void {
-  while (bytes != 0) {
+/**
+ * Takes up to `bytes` from the cursor as one run of memory: consecutive segments that continue one
+ * another in memory (a buffer split into pages) make one run, so that one memory.copy moves it.
+ * Returns the run's length and leaves its address in `runAddr`; 0 (with iterFault) when the
+ * segment at the cursor lies outside the arena.
+ */
+let runAddr: usize = 0;
+function takeRun(bytes: u32): u32 {
+  let run: u32 = 0;
+  while (run < bytes) {
     const addr = bvecAddr(iterIndex);
     const len = bvecLen(iterIndex);
     if (addr < arenaBase || <u64>addr + len > <u64>arenaEnd || iterDone >= len) {
-      iterFault = true;
-      return;
+      if (run == 0) iterFault = true;
+      break;
     }
+    const at = <usize>(addr + iterDone);
+    if (run == 0) runAddr = at;
+    else if (at != runAddr + run) break;
     let chunk = len - iterDone;
-    if (chunk > bytes) chunk = bytes;
-    memory.copy(dst, <usize>(addr + iterDone), chunk);
-    dst += chunk;
-    bytes -= chunk;
+    if (chunk > bytes - run) chunk = bytes - run;
+    run += chunk;
     iterDone += chunk;
     if (iterDone == len) {
       iterIndex++;
       iterDone = 0;
     }
   }
+  return run;
+}
+
+/** Copies `bytes` from the bio's segments at the cursor to `dst`, advancing the cursor. */
+export function iterCopyOut(dst: usize, bytes: u32): void {
+  while (bytes != 0) {
+    const run = takeRun(bytes);
+    if (run == 0) return;
+    memory.copy(dst, runAddr, run);
+    dst += run;
+    bytes -= run;
+  }
 }
 
 /** Copies `bytes` from `src` into the bio's segments at the cursor, advancing the cursor. */
 export function iterCopyIn(src: usize, bytes: u32): void {
   while (bytes != 0) {
-    const addr = bvecAddr(iterIndex);
-    const len = bvecLen(iterIndex);
-    if (addr < arenaBase || <u64>addr + len > <u64>arenaEnd || iterDone >= len) {
-      iterFault = true;
-      return;
-    }
-    let chunk = len - iterDone;
-    if (chunk > bytes) chunk = bytes;
-    memory.copy(<usize>(addr + iterDone), src, chunk);
-    src += chunk;
-    bytes -= chunk;
-    iterDone += chunk;
-    if (iterDone == len) {
-      iterIndex++;
-      iterDone = 0;
-    }
+    const run = takeRun(bytes);
+    if (run == 0) return;
+    memory.copy(runAddr, src, run);
+    src += run;
+    bytes -= run;
   }
 }
 

@@ -13,7 +13,7 @@ export function bufferRange(buffer: unknown, offset: unknown, length: unknown, s
   if (typeof count !== "number" || !Number.isInteger(count) || count < 0 || start + count > buffer.byteLength) {
     throw new DioError("EINVAL", syscall, `length ${String(length)} must be a non-negative integer with offset + length <= ${buffer.byteLength}`);
   }
-  return buffer.subarray(start, start + count);
+  return start === 0 && count === buffer.byteLength ? buffer : buffer.subarray(start, start + count);
 }
 
 /** A file position, or null for "the file position" (null or undefined, as Node). */

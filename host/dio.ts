@@ -182,7 +182,7 @@ export function dioRun(
     total += b.byteLength;
     if (b.byteLength > 0 && !inArena(disk, b)) inPlace = false;
   }
-  if (inPlace && from + total <= firstPassEnd(disk, buffers, from, 2 ** target.fsBits).end) {
+  if (inPlace && from + total <= firstPassEnd(disk, buffers, from, 1 << target.fsBits).end) {
     const segments = buffers.map((user): DioSegment => ({ user, addr: user.byteOffset }));
     let pass: Promise<DioResult>;
     try {
@@ -210,7 +210,7 @@ async function dioRunPasses(
   target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
   syscall: string, afterSubmit: () => void, options: DioOptions,
 ): Promise<DioRun> {
-  const list = passes(target.disk, buffers, from, 2 ** target.fsBits);
+  const list = passes(target.disk, buffers, from, 1 << target.fsBits);
   let done = 0;
   let fua = options.writeThrough === true;
   try {
@@ -249,14 +249,13 @@ async function dioRunPasses(
 /** The alignment the call needs (spec 2.1): dio block bits, or throws EINVAL naming the value. */
 export function dioBlockBits(target: DioTarget, buffers: Uint8Array[], offset: number, syscall: string): number {
   const lbs = target.disk.limits.logicalBlockSize;
-  const lbsBits = Math.log2(lbs);
-  const fsBlock = 2 ** target.fsBits;
+  const lbsBits = 31 - Math.clz32(lbs);
   // One pass over the values: OR keeps every low bit (ToInt32 is modulo 2^32, and the units are
   // at most 64 KiB), so the OR is a multiple of a unit exactly when every value is.
-  let bits = offset;
-  for (const b of buffers) bits |= b.byteOffset | b.byteLength;
-  if (bits % fsBlock === 0) return target.fsBits;
-  if (bits % lbs === 0) return lbsBits;
+  let bits = offset | 0;
+  for (let i = 0; i < buffers.length; i++) bits |= buffers[i].byteOffset | buffers[i].byteLength;
+  if ((bits & ((1 << target.fsBits) - 1)) === 0) return target.fsBits;
+  if ((bits & (lbs - 1)) === 0) return lbsBits;
   // Name the first value that breaks the logical block rule.
   if (offset % lbs !== 0) throw new DioError("EINVAL", syscall, `offset ${offset} is not a multiple of the ${lbs}-byte logical block size`);
   const index = buffers.findIndex((b) => b.byteOffset % lbs !== 0);
@@ -329,7 +328,7 @@ export function dioStart(
   const skipHoles = !target.skipHoles ? SKIP_HOLES_NONE : legacyBuilder ? SKIP_HOLES_310 : SKIP_HOLES_4X;
   const builder = legacyBuilder ? BUILDER_3X : BUILDER_VECS;
   const opCode = op === "write" ? OP_WRITE : OP_READ;
-  const blocks = offset / 2 ** dioBits;
+  const blocks = offset / (1 << dioBits);
   const map = (): number => core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, blocks, iSizeAtSubmit, skipHoles, builder);
   const submitError = map();
   if (submitError === -28 && op === "write") {

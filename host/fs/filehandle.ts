@@ -365,8 +365,9 @@ export class FileHandle {
     const append = (this.flags & O_APPEND) !== 0;
     // Alignment is checked before anything happens; with O_APPEND the offset is known only under
     // the lock (the position given is ignored), so it is checked there.
-    if (!append) dioBlockBits(target, buffers, at ?? this.position, syscall);
-    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const checkedBits = append ? 0 : dioBlockBits(target, buffers, at ?? this.position, syscall);
+    let total = 0;
+    for (const b of buffers) total += b.byteLength;
     const dsync = this.isDsync(rwFlags);
     const datasync = !this.isFullSync(rwFlags);
     // The seed allocates its sync-work record for every dsync direct write, synchronous ones too
@@ -378,12 +379,15 @@ export class FileHandle {
     }
     let fua = false;
     let syncFrom = 0;
-    const written = await inode.lock.run(async () => {
+    let written: number;
+    // i_mutex for the whole write (taken here, at once when it is free).
+    const unlock = inode.lock.tryLock() ?? (await inode.lock.lock());
+    try {
       fs.checkAlive(syscall);
       const from = append ? inode.size : at ?? this.position;
       landed?.place(from);
       syncFrom = from;
-      const dioBits = dioBlockBits(target, buffers, from, syscall);
+      const dioBits = append || at === null ? dioBlockBits(target, buffers, from, syscall) : checkedBits;
       if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
       if (from + total > inode.size && inode.size % fs.blockSize !== 0) await fs.zeroEofTail(inode, syscall);
       if (fs.pages.hasDirty(inode.ino)) await fs.writebackInode(inode, syscall);
@@ -420,10 +424,11 @@ export class FileHandle {
         fs.touchTimes(inode);
       }
       if (at === null) this.position = from + done;
-      return done;
-    }).finally(() => {
+      written = done;
+    } finally {
+      unlock();
       if (work !== null) fs.freeSyncWork(work, inode);
-    });
+    }
     // The caller syncs (6.1): datasync for O_DSYNC and IS_SYNC inodes, full for O_SYNC; not after
     // a write-through (iomap FUA) write. Its error replaces the count.
     if (!dsync || written <= 0 || fua) return written;
