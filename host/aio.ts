@@ -121,7 +121,12 @@ export class AioContext {
     try {
       // Let io_submit return before the request's own completion can run.
       await Promise.resolve();
-      await this.perform(iocb, complete, record);
+      if (direct && (iocb.opcode === "pwrite" || iocb.opcode === "pread")) {
+        // O_DIRECT on a file: queued when the kernel would queue it (see perform()).
+        await iocb.fh.aioDirect(iocb.opcode === "pread" ? "read" : "write", [iocb.buf!], iocb.offset ?? 0, iocb.rwFlags ?? 0, iocb, "io_submit", complete, record);
+      } else {
+        await this.perform(iocb, complete, record);
+      }
     } catch (error) {
       if (posted) throw error;
       complete(error instanceof DioError ? error.errno : -5);

@@ -77,8 +77,9 @@ function views(disk: Disk): DioViews {
 }
 
 function inArena(disk: Disk, user: Uint8Array): boolean {
-  return user.buffer === views(disk).buffer && user.byteOffset >= disk.plan.arenaBase &&
-    user.byteOffset + user.byteLength <= disk.plan.arenaBase + disk.plan.arenaBytes;
+  const plan = disk.plan;
+  const at = user.byteOffset;
+  return at >= plan.arenaBase && at + user.byteLength <= plan.arenaBase + plan.arenaBytes && user.buffer === views(disk).buffer;
 }
 
 /**
@@ -86,7 +87,12 @@ function inArena(disk: Disk, user: Uint8Array): boolean {
  * bounced through one at the same page offset, so alignment and page boundaries fall where the
  * caller's address says. On failure nothing stays allocated.
  */
+const NOTHING_TO_RELEASE = (): void => undefined;
+
 export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
+  let inPlace = true;
+  for (const user of buffers) if (user.byteLength > 0 && !inArena(disk, user)) inPlace = false;
+  if (inPlace) return { segments: buffers.map((user) => ({ user, addr: user.byteOffset })), release: NOTHING_TO_RELEASE };
   const bounces: Uint8Array[] = [];
   const release = (): void => {
     for (const b of bounces.splice(0)) disk.free(b);

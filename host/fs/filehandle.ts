@@ -437,6 +437,14 @@ export class FileHandle {
     return res;
   }
 
+  /** An AIO carried out as the synchronous call would be; `post` gets its result. */
+  private async aioSynchronous(
+    op: "read" | "write", buffers: Uint8Array[], offset: number, rwFlags: number, syscall: string,
+    post: (res: number) => void, landed?: { place(at: number): void } | null,
+  ): Promise<void> {
+    post(op === "write" ? await this.directWrite(buffers, offset, syscall, rwFlags, landed) : await this.directRead(buffers, offset, syscall));
+  }
+
   /**
    * @internal AIO on an O_DIRECT file (spec 2.4, 2.12, 3, 4, 6.3, 7): resolves when io_submit's
    * part is done; `post(res)` is aio_complete(), called exactly once, when the event is posted.
@@ -458,25 +466,25 @@ export class FileHandle {
     const append = op === "write" && (this.flags & O_APPEND) !== 0;
     if (op === "write") this.checkWritable(syscall);
     else this.checkReadable(syscall);
-    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    let total = 0;
+    for (const b of buffers) total += b.byteLength;
     const dioBits = dioBlockBits(target, buffers, append ? 0 : offset, syscall);
     const dsync = op === "write" && this.isDsync(rwFlags);
     const datasync = !this.isFullSync(rwFlags);
     const sem = fs.semantics;
-    const synchronous = async (): Promise<void> => {
-      post(op === "write" ? await this.directWrite(buffers, offset, syscall, rwFlags, landed) : await this.directRead(buffers, offset, syscall));
-    };
     const extending = op === "write" && (append || offset + total > inode.size);
-    if (total === 0 || extending || !onePass(fs.disk, buffers, offset, fs.blockSize)) return synchronous();
+    if (total === 0 || extending || !onePass(fs.disk, buffers, offset, fs.blockSize)) {
+      return this.aioSynchronous(op, buffers, offset, rwFlags, syscall, post, landed);
+    }
     // Setup that may allocate, before the inode lock: the seed's queue and record for a dsync
     // write (3.1: before is_async is even known), 3.11's queue for an async dsync write (4), and
     // iomap's for every async write (4.14 on: a file with cached pages defers its completion).
     let work: SyncWork | null = null;
     if (sem === "seed" && dsync) {
-      await fs.initDioQueue(syscall);
+      if (fs.dioQueue === null) await fs.initDioQueue(syscall);
       work = fs.allocSyncWork(inode, offset, syscall);
       work.iocb = iocb;
-    } else if ((sem === "merged" && dsync) || (sem === "iomap" && op === "write")) {
+    } else if (((sem === "merged" && dsync) || (sem === "iomap" && op === "write")) && fs.dioQueue === null) {
       await fs.initDioQueue(syscall);
     }
     // The record is the queue's once a queued completion owns it; otherwise freed here.
@@ -493,7 +501,7 @@ export class FileHandle {
           if (work !== null) fs.freeSyncWork(work, inode);
           work = null;
           if (op === "read") return post(0);
-          return await synchronous();
+          return await this.aioSynchronous(op, buffers, offset, rwFlags, syscall, post, landed);
         }
         if (fs.pages.hasDirty(inode.ino)) await fs.writebackInode(inode, syscall);
         if (op === "write") fs.invalidateRange(inode, offset, total);
@@ -506,8 +514,7 @@ export class FileHandle {
       inode.dioBegin();
       // Completed by the submitter (dio_complete with is_async false): it carries on below.
       let bySubmitter: DioResult | undefined;
-      let submitterDone!: (r: DioResult) => void;
-      const submitterCompletion = new Promise<DioResult>((resolve) => { submitterDone = resolve; });
+      let submitterDone: ((r: DioResult) => void) | undefined;
       let queued = false;
       const onComplete = (r: DioResult, fromBio: boolean): void => {
         if (op === "read") {
@@ -524,7 +531,7 @@ export class FileHandle {
         // reference last (dio_await_completion): the submitter completes it.
         if (!fromBio || !queued) {
           bySubmitter = r;
-          submitterDone(r);
+          submitterDone?.(r);
           return;
         }
         this.completeQueued(op, r, offset, { dsync, datasync, work, syscall, post });
@@ -532,7 +539,8 @@ export class FileHandle {
       let dio;
       try {
         const writeThrough = sem === "iomap" && dsync && datasync;
-        dio = await dioStart(target, op, segments.segments, offset, dioBits, syscall, onComplete, { writeThrough });
+        const started = dioStart(target, op, segments.segments, offset, dioBits, syscall, onComplete, { writeThrough });
+        dio = started instanceof Promise ? await started : started;
       } catch (error) {
         segments.release();
         inode.dioEnd();
@@ -563,7 +571,7 @@ export class FileHandle {
       dio.drop();
       let res: number;
       try {
-        const r = await submitterCompletion;
+        const r = bySubmitter ?? (await new Promise<DioResult>((resolve) => { submitterDone = resolve; }));
         res = this.endIoSubmitter(op, r, offset);
         if (op === "write" && dio.holeAt && res >= 0 && res < total) {
           res = await this.writeRestBuffered(buffers, offset, res, syscall);
