@@ -18,16 +18,14 @@ export interface DeviceRequest {
   /** Flags shown in the trace. */
   flags: string[];
   /** Called once, from the completion path, with 0 or -errno. */
-  done: (status: number) => void;
+  done(status: number): void;
+  /** Set by dispatch(): the tick it is due at, its place in dispatch order, and for a flush the
+   *  cache log position it covers. */
+  dueTick?: number;
+  order?: number;
+  flushMark?: number;
 }
 
-interface InFlight {
-  request: DeviceRequest;
-  dueTick: number;
-  order: number;
-  /** For a flush: the cache log position it covers. */
-  flushMark: number;
-}
 
 /** Latency of one request in virtual ticks, drawn uniformly from [min, max]. */
 export interface LatencyTicks { readMin: number; readMax: number; writeMin: number; writeMax: number; flushMin: number; flushMax: number }
@@ -47,7 +45,6 @@ export interface FaultRule {
   times?: number;
 }
 
-type Scheduler = (callback: () => void) => void;
 
 /** After this many pumps in a row without an event-loop turn, the next one takes a turn. */
 const PUMPS_PER_TURN = 256;
@@ -62,26 +59,26 @@ const PUMPS_PER_TURN = 256;
  * the microtask queue is empty. Every PUMPS_PER_TURN pumps one still takes a turn, so timers,
  * worker messages and I/O run under a steady load. Elsewhere (a browser) every pump is a task.
  */
-function deviceScheduler(completions: "drain" | "turn"): Scheduler {
-  const macrotask: Scheduler = typeof setImmediate === "function" ? (callback) => setImmediate(callback) : (() => {
+function deviceScheduler(completions: "drain" | "turn", run: () => void): () => void {
+  const macrotask = typeof setImmediate === "function" ? () => void setImmediate(run) : (() => {
     const channel = new MessageChannel();
-    const queue: (() => void)[] = [];
-    channel.port1.onmessage = () => queue.shift()?.();
-    return (callback: () => void) => {
-      queue.push(callback);
-      channel.port2.postMessage(null);
-    };
+    channel.port1.onmessage = run;
+    return () => channel.port2.postMessage(null);
   })();
   const nextTick = typeof process === "object" && typeof process?.nextTick === "function" ? process.nextTick : undefined;
   if (completions === "turn" || nextTick === undefined || typeof setImmediate !== "function") return macrotask;
+  // A promise job (not queueMicrotask, which wraps each callback in an async resource) that
+  // queues the nextTick callback: it runs once the microtask queue is empty.
+  const resolved = Promise.resolve();
+  const tick = (): void => nextTick(run);
   let streak = 0;
-  return (callback) => {
+  return () => {
     if (++streak >= PUMPS_PER_TURN) {
       streak = 0;
-      macrotask(callback);
+      macrotask();
       return;
     }
-    queueMicrotask(() => nextTick(callback));
+    void resolved.then(tick);
   };
 }
 
@@ -89,7 +86,7 @@ function deviceScheduler(completions: "drain" | "turn"): Scheduler {
 export class Device {
   /** Device time in ticks. */
   now = 0;
-  private readonly inflight: InFlight[] = [];
+  private readonly inflight: DeviceRequest[] = [];
   private readonly later: (() => void)[] = [];
   private order = 0;
   private pumpScheduled = false;
@@ -100,7 +97,7 @@ export class Device {
   /** Flushes on a device without a cache: they end at the next pump with no device operation,
    *  or with EIO if the power is cut first. */
   private cachelessFlushWaiters: ((status: number) => void)[] = [];
-  private readonly schedule: Scheduler;
+  private readonly schedule: () => void;
   /** @internal Called before each request takes effect at the device (and is then reported
    *  complete), while it is still in flight: crash tests' cut points. */
   beforeCompletion: ((request: DeviceRequest) => void) | undefined;
@@ -117,7 +114,7 @@ export class Device {
     private readonly latency: LatencyTicks = DEFAULT_LATENCY,
     completions: "drain" | "turn" = "drain",
   ) {
-    this.schedule = deviceScheduler(completions);
+    this.schedule = deviceScheduler(completions, () => this.pump());
   }
 
   /** Requests dispatched and not yet completed. */
@@ -143,7 +140,10 @@ export class Device {
     const ticks = request.kind === "read" ? this.prng.between(latency.readMin, latency.readMax)
       : request.kind === "write" ? this.prng.between(latency.writeMin, latency.writeMax)
       : this.prng.between(latency.flushMin, latency.flushMax);
-    this.inflight.push({ request, dueTick: this.now + ticks, order: this.order++, flushMark });
+    request.dueTick = this.now + ticks;
+    request.order = this.order++;
+    request.flushMark = flushMark;
+    this.inflight.push(request);
     this.kick();
   }
 
@@ -180,7 +180,7 @@ export class Device {
   private kick(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
-    this.schedule(() => this.pump());
+    this.schedule();
   }
 
   /** Moves the clock to the next due request and completes every request due by then. */
@@ -189,7 +189,7 @@ export class Device {
   readonly pollers = new Set<() => void>();
 
   /** The requests of one completion batch (reused: a pump never runs inside another). */
-  private readonly batch: InFlight[] = [];
+  private readonly batch: (DeviceRequest | undefined)[] = [];
   private readonly statuses: number[] = [];
 
   private pump(): void {
@@ -206,11 +206,12 @@ export class Device {
     const inflight = this.inflight;
     if (inflight.length > 0) {
       let nextTick = Infinity;
-      for (const entry of inflight) if (entry.dueTick < nextTick) nextTick = entry.dueTick;
+      for (const entry of inflight) if (entry.dueTick! < nextTick) nextTick = entry.dueTick!;
       this.now = nextTick;
       // The batch: every request due now, in dispatch order (all are due at the same tick).
       const ready = this.batch;
-      for (const entry of inflight) if (entry.dueTick <= nextTick) ready.push(entry);
+      let count = 0;
+      for (const entry of inflight) if (entry.dueTick! <= nextTick) ready[count++] = entry;
       // Data moves for the whole batch first, then completions run: a completion that submits
       // more IO joins a later batch. Each request stays in flight until it takes effect, so a
       // crash test that cuts the power just before one (beforeCompletion) finds it, and those
@@ -218,19 +219,19 @@ export class Device {
       // fails them. A flush cut there has made nothing durable.
       const cycle = this.powerCycles;
       const statuses = this.statuses;
-      let performed = 0;
-      for (; performed < ready.length; performed++) {
-        const entry = ready[performed];
-        this.beforeCompletion?.(entry.request);
-        if (this.powerCycles !== cycle) break;
-        const at = inflight.indexOf(entry);
-        if (at === inflight.length - 1) inflight.pop();
-        else inflight.splice(at, 1);
-        statuses.push(this.perform(entry));
-      }
       try {
+        let performed = 0;
+        for (; performed < count; performed++) {
+          const entry = ready[performed]!;
+          this.beforeCompletion?.(entry);
+          if (this.powerCycles !== cycle) break;
+          const at = inflight.indexOf(entry);
+          if (at === inflight.length - 1) inflight.pop();
+          else inflight.splice(at, 1);
+          statuses[performed] = this.perform(entry);
+        }
         for (let i = 0; i < performed; i++) {
-          const { request } = ready[i];
+          const request = ready[i]!;
           // A completion earlier in this batch may have cut the power: what was not yet reported
           // complete was in flight at the cut, and its data may be gone with the cache.
           const reported = this.powerCycles === cycle ? statuses[i] : -ERRNO.EIO;
@@ -238,8 +239,8 @@ export class Device {
           request.done(reported);
         }
       } finally {
-        ready.length = 0;
-        statuses.length = 0;
+        // Nothing stays referenced from the reused batch.
+        for (let i = 0; i < count; i++) ready[i] = undefined;
       }
     }
     if (!this.idle) this.kick();
@@ -266,8 +267,7 @@ export class Device {
     return -rule.errno;
   }
 
-  private perform(entry: InFlight): number {
-    const { request } = entry;
+  private perform(request: DeviceRequest): number {
     const fault = this.injectedFault(request);
     if (fault !== 0) return fault;
     switch (request.kind) {
@@ -276,7 +276,7 @@ export class Device {
       case "read":
         return this.core.dev_read(request.sector, request.sectors, request.bvecIndex, request.bvecDone);
       case "flush":
-        this.core.dev_flush_commit(entry.flushMark);
+        this.core.dev_flush_commit(request.flushMark!);
         return 0;
     }
   }
@@ -289,14 +289,14 @@ export class Device {
     this.powerCycles++;
     this.core.dev_crash_cache(seed >>> 0, torn ? 1 : 0);
     const lost = this.inflight.splice(0);
-    for (const { request } of lost) {
+    for (const request of lost) {
       if (request.kind === "write") {
         this.core.dev_crash_inflight(request.sector, request.sectors, request.bvecIndex, request.bvecDone, seed >>> 0, torn ? 1 : 0);
       }
     }
     this.flushing = false;
     const waiters = [...this.flushWaiters.splice(0), ...this.cachelessFlushWaiters.splice(0)];
-    for (const { request } of lost) {
+    for (const request of lost) {
       this.defer(() => {
         this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, -ERRNO.EIO);
         request.done(-ERRNO.EIO);
