@@ -29,7 +29,13 @@ async function run(start: Start, post: (message: unknown) => void): Promise<void
       requested = Atomics.load(words, FLUSH_WORDS.REQUESTED);
     }
     if (requested === served) {
-      Atomics.wait(words, FLUSH_WORDS.DOORBELL, bell);
+      // Say so before sleeping, then look once more: a request made before the other side read
+      // SLEEPING shows in REQUESTED now; one made after it comes with a notify.
+      Atomics.store(words, FLUSH_WORDS.SLEEPING, 1);
+      if (Atomics.load(words, FLUSH_WORDS.REQUESTED) === served && Atomics.load(words, FLUSH_WORDS.STOP) === 0) {
+        Atomics.wait(words, FLUSH_WORDS.DOORBELL, bell);
+      }
+      Atomics.store(words, FLUSH_WORDS.SLEEPING, 0);
       continue;
     }
     // Every request numbered up to `requested` was made after the writes it must cover had

@@ -215,6 +215,9 @@ export const FLUSH_WORDS = {
   /** 1: one flush per request, in order (an ordered queue, max_active 1); 0: one flush serves
    *  every request pending when the worker wakes. */
   ORDERED: 5,
+  /** 1 while the worker is about to sleep or sleeps on DOORBELL: only then does a request need
+   *  an Atomics.notify (a system call), not while it polls. */
+  SLEEPING: 6,
 } as const;
 const CONTROL_BYTES = 64;
 
@@ -292,7 +295,10 @@ export class FlushWorker {
       const seq = Atomics.add(this.words, FLUSH_WORDS.REQUESTED, 1) + 1;
       this.pending.push({ seq, resolve, status: fault });
       Atomics.add(this.words, FLUSH_WORDS.DOORBELL, 1);
-      Atomics.notify(this.words, FLUSH_WORDS.DOORBELL);
+      // A worker that said it sleeps (or is about to) needs the notify. One that has not said so
+      // re-reads REQUESTED after saying it, so it sees this request (the atomics are sequentially
+      // consistent): no wake-up is lost.
+      if (Atomics.load(this.words, FLUSH_WORDS.SLEEPING) !== 0) Atomics.notify(this.words, FLUSH_WORDS.DOORBELL);
       this.armWait();
     });
   }
