@@ -107,6 +107,11 @@ export class BlockQueue {
 
   /** Submits a bio; its endIo runs later with 0 or -errno. Throws DioError EINVAL when malformed. */
   submitBio(bio: Bio): void {
+    this.submitChecked(bio, bio.endIo);
+  }
+
+  /** submitBio() with the completion given apart from the bio (submitBioWait's). */
+  private submitChecked(bio: Bio, endIo: ((status: number) => void) | undefined): void {
     const { bits, bytes } = this.checkBio(bio);
     if (bio.op === "flush") {
       Atomics.add(this.statView, 0, 1n); // STAT_BIOS: every bio counts, flushes included
@@ -114,7 +119,7 @@ export class BlockQueue {
       this.device.requestFlush((status) => {
         // Without a cache the flush ends at the block layer, with no device operation.
         if (!this.limits.writeCache) this.tracer.emit("C", "flush", 0, 0, traceFlags(bio.flags), this.device.now, status);
-        bio.endIo?.(status);
+        endIo?.(status);
       });
       return;
     }
@@ -131,7 +136,7 @@ export class BlockQueue {
     }
     this.start({
       op: bio.op, sector: bio.sector, bits, bytes, vecs, vecFirst: 0, count: vecs.length >> 1, owned: true,
-      flags: traceFlags(bio.flags), endIo: bio.endIo,
+      flags: traceFlags(bio.flags), endIo,
     });
   }
 
@@ -149,12 +154,26 @@ export class BlockQueue {
     });
   }
 
+  /** @internal A flush bio (REQ_PREFLUSH with no data) from inside dioemu, and its status: what
+   *  submitBioWait({ op: "flush" }) does, without checking a bio that is known to be valid. */
+  flushWait(): Promise<number> {
+    return new Promise((resolve) => {
+      Atomics.add(this.statView, 0, 1n); // STAT_BIOS: every bio counts, flushes included
+      this.tracer.emit("Q", "flush", 0, 0, NO_FLAGS, this.device.now);
+      this.device.requestFlush((status) => {
+        // Without a cache the flush ends at the block layer, with no device operation.
+        if (!this.limits.writeCache) this.tracer.emit("C", "flush", 0, 0, NO_FLAGS, this.device.now, status);
+        resolve(status);
+      });
+    });
+  }
+
   /** Submits a bio and resolves with its status (0 or -errno). */
   submitBioWait(bio: Bio): Promise<number> {
     return new Promise((resolve, reject) => {
       const endIo = bio.endIo;
       try {
-        this.submitBio({ ...bio, endIo: (status) => { endIo?.(status); resolve(status); } });
+        this.submitChecked(bio, (status) => { endIo?.(status); resolve(status); });
       } catch (error) {
         reject(error);
       }

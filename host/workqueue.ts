@@ -175,7 +175,7 @@ export class WorkQueue {
    * inline executor, on the Worker thread on the worker executor. Resolves with 0 or -errno.
    */
   async flush(): Promise<number> {
-    if (this.executor === "inline" || this.destroyed || this.workerFailed) return this.disk.queue.submitBioWait({ op: "flush", sector: 0, segments: [] });
+    if (this.executor === "inline" || this.destroyed || this.workerFailed) return this.disk.queue.flushWait();
     // The Worker thread is created lazily, by the first flush the queue needs.
     this.flusherStart ??= FlushWorker.start(this.disk, this.name, this.maxActive === 1);
     let flusher: FlushWorker;

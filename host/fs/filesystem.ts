@@ -199,7 +199,10 @@ class BlockIo {
   }
 
   async flush(syscall: string): Promise<void> {
-    await this.submit({ op: "flush", sector: 0, segments: [] }, syscall);
+    if (this.dead()) throw fail("EIO", syscall, "the disk lost power since this filesystem was mounted");
+    const status = await this.disk.queue.flushWait();
+    if (this.dead()) throw fail("EIO", syscall, "the disk lost power while this filesystem's IO was in flight");
+    if (status !== 0) throw DioError.fromErrno(status, syscall, `flush at sector 0 failed with errno ${-status}`);
   }
 }
 
