@@ -221,6 +221,13 @@ export const FLUSH_WORDS = {
 } as const;
 const CONTROL_BYTES = 64;
 
+/** How long a thread whose device went idle waits for the flush thread's answer before it sleeps
+ *  in its event loop (the thread answers within microseconds while it polls). */
+const IDLE_WAIT_MS = 0.2;
+
+/** Whether this thread may block in Atomics.wait: Node's threads may, a browser page may not. */
+const MAY_BLOCK = typeof process !== "undefined" && process.versions?.node !== undefined;
+
 interface PendingFlush { seq: number; resolve(status: number): void; status: number }
 
 /**
@@ -236,6 +243,7 @@ export class FlushWorker {
   private cutsAtStart: number;
   private exited: Promise<void>;
   private readonly poll: () => void;
+  private readonly idleWait: () => void;
   private readonly unhook: () => void;
   private waiting = false;
 
@@ -252,6 +260,8 @@ export class FlushWorker {
       if (this.pending.length > 0) this.served(Atomics.load(this.words, FLUSH_WORDS.SERVED));
     };
     disk.device.pollers.add(this.poll);
+    this.idleWait = () => this.waitBriefly();
+    if (MAY_BLOCK) disk.device.idlePollers.add(this.idleWait);
     worker.onError((error) => this.fail(error));
     this.unhook = disk.onPowerCut(() => this.powerCut());
   }
@@ -323,6 +333,19 @@ export class FlushWorker {
     void (result.value as Promise<string>).then(wake);
   }
 
+  /**
+   * The device went idle with flushes pending on the thread: the emulated CPU has nothing to run
+   * but what they complete, so wait for the thread here, up to IDLE_WAIT_MS (Atomics.wait on the
+   * served word, which the thread notifies), instead of sleeping in the event loop until the
+   * answer wakes it. Only where this thread may block (Node; never a browser page).
+   */
+  private waitBriefly(): void {
+    if (this.pending.length === 0 || this.stopped) return;
+    const seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
+    if (seen < this.pending[0].seq) Atomics.wait(this.words, FLUSH_WORDS.SERVED, seen, IDLE_WAIT_MS);
+    this.served(Atomics.load(this.words, FLUSH_WORDS.SERVED));
+  }
+
   private served(served: number): void {
     const alive = this.disk.crashCount === this.cutsAtStart;
     while (this.pending.length > 0 && this.pending[0].seq <= served) {
@@ -350,6 +373,7 @@ export class FlushWorker {
     this.stopped = true;
     this.failedWith = error;
     this.disk.device.pollers.delete(this.poll);
+    this.disk.device.idlePollers.delete(this.idleWait);
     this.unhook();
     for (const p of this.pending.splice(0)) p.resolve(-ERRNO.EIO);
   }
@@ -362,6 +386,7 @@ export class FlushWorker {
     if (this.stopped) return;
     this.stopped = true;
     this.disk.device.pollers.delete(this.poll);
+    this.disk.device.idlePollers.delete(this.idleWait);
     this.unhook();
     // Keep the process alive until the thread has exited (it is unref'd while it idles).
     this.worker.ref();
