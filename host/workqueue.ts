@@ -159,6 +159,7 @@ export class WorkQueue {
     this.destroyed = true;
     const start = this.flusherStart;
     this.flusherStart = null;
+    this.flusherReady = null;
     if (start !== null) await (await start.catch(() => null))?.stop();
   }
 
@@ -167,6 +168,7 @@ export class WorkQueue {
     this.destroyed = true;
     const start = this.flusherStart;
     this.flusherStart = null;
+    this.flusherReady = null;
     if (start !== null) void start.then((f) => f.stop(), () => undefined);
   }
 
@@ -174,7 +176,16 @@ export class WorkQueue {
    * The cache flush that ends a sync run by an item of this queue: through the block layer on the
    * inline executor, on the Worker thread on the worker executor. Resolves with 0 or -errno.
    */
-  async flush(): Promise<number> {
+  flush(): Promise<number> {
+    // The thread, once started and healthy, takes the request at once (no await of its start).
+    const ready = this.flusherReady;
+    if (ready !== null && !this.destroyed && !this.workerFailed && ready.failedWith === undefined) return ready.flush();
+    return this.flushStarting();
+  }
+  /** The started flush thread, once its start resolved. */
+  private flusherReady: FlushWorker | null = null;
+
+  private async flushStarting(): Promise<number> {
     if (this.executor === "inline" || this.destroyed || this.workerFailed) return this.disk.queue.flushWait();
     // The Worker thread is created lazily, by the first flush the queue needs.
     this.flusherStart ??= FlushWorker.start(this.disk, this.name, this.maxActive === 1);
@@ -193,6 +204,7 @@ export class WorkQueue {
       }
       return this.flush();
     }
+    this.flusherReady = this.flusherStart === null ? null : flusher;
     return flusher.flush();
   }
   private workerFailed = false;

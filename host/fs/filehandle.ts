@@ -694,7 +694,7 @@ export class FileHandle {
         const needSync = o.dsync && !r.fua;
         // 4.14 on: a write to a file with pages in the cache (read in while it was in flight)
         // defers, so that the invalidation runs in process context; decided at completion.
-        const cachedPages = fs.semantics === "iomap" && op === "write" && fs.pages.pagesOf(inode.ino).length > 0;
+        const cachedPages = fs.semantics === "iomap" && op === "write" && fs.pages.hasPages(inode.ino);
         const defer = r.result !== 0 && (needSync || cachedPages);
         let endIoDone = false;
         const complete = async (inWorker: boolean): Promise<void> => {

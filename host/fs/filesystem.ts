@@ -528,6 +528,7 @@ export class Filesystem {
    *  flush: no dirty page in the range, no metadata the sync must commit. */
   syncIsFlushOnly(inode: Inode, offset: number, count: number, datasync: boolean): boolean {
     if (this.needsCommit(inode, datasync)) return false;
+    if (!this.pages.hasDirty(inode.ino)) return true;
     const first = Math.floor(offset / PAGE_BYTES);
     const end = Math.ceil((offset + Math.max(0, count)) / PAGE_BYTES);
     return !this.pages.pagesOf(inode.ino, true).some((page) => page.index >= first && page.index < end);
