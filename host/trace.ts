@@ -48,6 +48,7 @@ export class Tracer {
   }
 
   emit(action: TraceRecord["action"], op: TraceRecord["op"], sector: number, sectors: number, flags: string[], time: number, error?: number): void {
+    if (this.sinks.size === 0) return;
     for (const sink of this.sinks) {
       const record: TraceRecord = { action, op, sector, sectors, flags, time, seq: sink.length };
       if (error !== undefined && error !== 0) record.error = error;
