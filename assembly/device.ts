@@ -184,20 +184,10 @@ function destageOldest(room: bool): void {
 function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void {
   if (cacheHead() - cacheTail() == cacheSlots) destageOldest(true);
   const pos = cacheHead();
-  const header = entryAddr(pos);
-  const mask = ((1 << count) - 1) << firstInLine;
-  const slot = indexProbe(line);
-  const older = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line
-    ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
   // The data first: the entry is published (header, index, head) only once it holds it.
   iterCopyOut(entryData(pos) + (<usize>firstInLine << SECTOR_SHIFT), count << SECTOR_SHIFT);
   if (iterFault) return;
-  store<u32>(header + ENTRY_LINE, line);
-  store<u32>(header + ENTRY_WRITE_ID, writeId);
-  store<u32>(header + ENTRY_PREV, older);
-  store<u32>(header + ENTRY_MASK, mask);
-  store<u32>(indexSlotAddr(slot) + INDEX_LINE, line);
-  store<u32>(indexSlotAddr(slot) + INDEX_POS, pos);
+  publishEntry(pos, line, ((1 << count) - 1) << firstInLine, writeId);
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), pos + 1);
 }
 
@@ -211,21 +201,23 @@ function appendLines(first: u32, lines: u32, writeId: u32): void {
   const head = cacheHead();
   iterCopyOut(entryData(head), lines << LINE_SHIFT);
   if (iterFault) return;
-  for (let i: u32 = 0; i < lines; i++) {
-    const line = first + i;
-    const pos = head + i;
-    const header = entryAddr(pos);
-    const slot = indexProbe(line);
-    const older = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line
-      ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
-    store<u32>(header + ENTRY_LINE, line);
-    store<u32>(header + ENTRY_WRITE_ID, writeId);
-    store<u32>(header + ENTRY_PREV, older);
-    store<u32>(header + ENTRY_MASK, FULL_LINE_MASK);
-    store<u32>(indexSlotAddr(slot) + INDEX_LINE, line);
-    store<u32>(indexSlotAddr(slot) + INDEX_POS, pos);
-  }
+  for (let i: u32 = 0; i < lines; i++) publishEntry(head + i, first + i, FULL_LINE_MASK, writeId);
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), head + lines);
+}
+
+/** Writes the header of the entry at `pos` (linked to the line's newest cached version) and makes
+ *  it the line's newest in the index. The head moves after, once every entry is published. */
+@inline function publishEntry(pos: u32, line: u32, mask: u32, writeId: u32): void {
+  const header = entryAddr(pos);
+  const slot = indexProbe(line);
+  const older = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line
+    ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
+  store<u32>(header + ENTRY_LINE, line);
+  store<u32>(header + ENTRY_WRITE_ID, writeId);
+  store<u32>(header + ENTRY_PREV, older);
+  store<u32>(header + ENTRY_MASK, mask);
+  store<u32>(indexSlotAddr(slot) + INDEX_LINE, line);
+  store<u32>(indexSlotAddr(slot) + INDEX_POS, pos);
 }
 
 /** Clears the sectors of `mask` from every cached version of `line` (a newer durable copy wins). */

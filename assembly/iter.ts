@@ -82,26 +82,27 @@ function takeRun(bytes: u32): u32 {
   return run;
 }
 
-/** Copies `bytes` from the bio's segments at the cursor to `dst`, advancing the cursor. */
-export function iterCopyOut(dst: usize, bytes: u32): void {
+/** Copies `bytes` between the bio's segments at the cursor and `mem` (out of the segments when
+ *  `out`, into them otherwise), advancing the cursor. */
+function iterCopy(mem: usize, bytes: u32, out: bool): void {
   while (bytes != 0) {
     const run = takeRun(bytes);
     if (run == 0) return;
-    memory.copy(dst, runAddr, run);
-    dst += run;
+    if (out) memory.copy(mem, runAddr, run);
+    else memory.copy(runAddr, mem, run);
+    mem += run;
     bytes -= run;
   }
 }
 
+/** Copies `bytes` from the bio's segments at the cursor to `dst`, advancing the cursor. */
+export function iterCopyOut(dst: usize, bytes: u32): void {
+  iterCopy(dst, bytes, true);
+}
+
 /** Copies `bytes` from `src` into the bio's segments at the cursor, advancing the cursor. */
 export function iterCopyIn(src: usize, bytes: u32): void {
-  while (bytes != 0) {
-    const run = takeRun(bytes);
-    if (run == 0) return;
-    memory.copy(runAddr, src, run);
-    src += run;
-    bytes -= run;
-  }
+  iterCopy(src, bytes, false);
 }
 
 /** Moves the cursor `bytes` forward without copying. */
