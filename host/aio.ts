@@ -108,7 +108,7 @@ export class AioContext {
     // The durability oracle sees a direct write from submission to event (a buffered one through
     // its FileHandle call, and a per-iocb sync as a sync).
     // An O_APPEND write's place is decided under the inode lock (recordWrite's place()).
-    const record = writes && direct
+    const record = writes && direct && iocb.fh.recorded
       ? iocb.fh.recordWrite(iocb.offset ?? 0, iocb.opcode === "pwrite" ? [iocb.buf!] : iocb.bufs!, `io_getevents event of iocb data=${String(iocb.data)}`)
       : null;
     const complete = (res: number): void => {

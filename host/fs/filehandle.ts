@@ -856,6 +856,12 @@ export class FileHandle {
   /** @internal Records a write about to start (null when nothing records). Its place is `at`
    *  unless O_APPEND or the file position decides it under the inode lock (place() then). Call the
    *  result with the count written and whether its acknowledgement promises durability. */
+  /** @internal Whether a durability recorder watches this file's writes (recordWrite() would
+   *  return a record). */
+  get recorded(): boolean {
+    return this.fs?.recorder !== undefined && this.inode?.name !== null && this.inode?.name !== undefined;
+  }
+
   recordWrite(at: number | null, buffers: readonly Uint8Array[], how: string): WriteDone | null {
     const recorder = this.fs.recorder;
     const name = this.inode?.name;
