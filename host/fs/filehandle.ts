@@ -734,10 +734,15 @@ export class FileHandle {
             }
           }
           queue.queue(() => complete(true));
+        } else if (!defer) {
+          // Inline, no sync: end_io, i_dio_count down, the event.
+          this.endIo(op, r, offset);
+          dioEnd();
+          event(r.ret);
         } else {
-          // Inline; a sync that could not be deferred (no queue: the filesystem is going away)
-          // still runs, never skipped.
-          void complete(defer);
+          // A sync that could not be deferred (no queue: the filesystem is going away) still
+          // runs inline, never skipped.
+          void complete(true);
         }
         return;
       }
