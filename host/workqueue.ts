@@ -118,9 +118,7 @@ export class WorkQueue {
             queueMicrotask(() => { throw error; });
           } finally {
             this.delegated--;
-            this.stats.completed++;
-            this.startMore();
-            if (this.busy === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+            this.ended();
           }
         });
         continue;
@@ -141,10 +139,15 @@ export class WorkQueue {
       queueMicrotask(() => { throw error; });
     } finally {
       this.running--;
-      this.stats.completed++;
-      this.startMore();
-      if (this.busy === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      this.ended();
     }
+  }
+
+  /** An item ended: the next ones may start, and drain() resolves once nothing is left. */
+  private ended(): void {
+    this.stats.completed++;
+    this.startMore();
+    if (this.busy === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
   /** drain_workqueue(): resolves when nothing is queued or running. */
