@@ -40,7 +40,7 @@ const FLAG_BITS: Record<BioFlag, number> = {
 const SYSCALL = "submit_bio";
 
 /** The flags a trace shows (blktrace's RWBS letters): SYNC, FUA, PREFLUSH. */
-const NO_FLAGS: string[] = [];
+const NO_FLAGS = Object.freeze([]) as unknown as string[];
 function traceFlags(flags: readonly BioFlag[] | undefined): string[] {
   if (flags === undefined || flags.length === 0) return NO_FLAGS;
   return flags.filter((flag) => flag === "SYNC" || flag === "FUA" || flag === "PREFLUSH");
@@ -73,9 +73,9 @@ interface PendingBio {
   endIo: ((status: number) => void) | undefined;
 }
 
-/** Trace flags of the direct-IO engine's bios, shared (a trace record's flags are read-only). */
-const TRACE_SYNC: string[] = ["SYNC"];
-const TRACE_SYNC_FUA: string[] = ["SYNC", "FUA"];
+/** Trace flags of the direct-IO engine's bios, shared by their records, so frozen. */
+const TRACE_SYNC = Object.freeze(["SYNC"]) as unknown as string[];
+const TRACE_SYNC_FUA = Object.freeze(["SYNC", "FUA"]) as unknown as string[];
 
 /** The request queue of one disk. */
 export class BlockQueue {
