@@ -293,6 +293,7 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
         if (lines > toWrap) lines = toWrap;
         if (lines >= 2) {
           appendLines(s / SECTORS_PER_LINE, lines, writeId);
+          if (iterFault) break; // nothing of the run was published
           s += lines * SECTORS_PER_LINE;
           continue;
         }
@@ -300,8 +301,10 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
       let count = SECTORS_PER_LINE - inLine;
       if (count > end - s) count = end - s;
       appendLine(s / SECTORS_PER_LINE, inLine, count, writeId);
+      if (iterFault) break;
       s += count;
     }
+    // What went into the log (all of it, unless a segment was found outside the arena).
     statAdd(CTRL_STAT_DIRTY_BYTES, <u64>(s - sector) << SECTOR_SHIFT);
   }
   if (!iterFault) statAdd(CTRL_STAT_BYTES_WRITTEN, <u64>sectors << SECTOR_SHIFT);

@@ -58,7 +58,7 @@ export class BlockDeviceHandle extends FileHandle {
   private target(): DioTarget {
     return {
       disk: this.disk, ino: 0, fsBits: Math.log2(this.disk.limits.logicalBlockSize), semantics: this.semantics,
-      size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false,
+      size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false, mayReclaim: () => false,
       extended: () => undefined,
       alive: (syscall) => this.devCheckOpen(syscall),
       metadataDirty: () => false,

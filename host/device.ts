@@ -240,7 +240,13 @@ export class Device {
           // complete was in flight at the cut, and its data may be gone with the cache.
           const reported = this.powerCycles === cycle ? statuses[i] : -ERRNO.EIO;
           this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, reported);
-          request.done(reported);
+          try {
+            request.done(reported);
+          } catch (error) {
+            // A completion that throws is a bug above the device: it surfaces, and the rest of
+            // the batch is still reported (the device stays consistent).
+            queueMicrotask(() => { throw error; });
+          }
         }
       } finally {
         // Nothing stays referenced from the reused batch.

@@ -32,6 +32,9 @@ export interface DioTarget {
   allocated(): void;
   /** On ENOSPC: frees what a commit can free; true when a retry may now succeed. */
   reclaim(syscall: string): Promise<boolean>;
+  /** Whether reclaim() could free anything (checked before it runs; absent: it might). When it
+   *  cannot, ENOSPC stands with the mapping just made, and no await comes between. */
+  mayReclaim?(): boolean;
   /** After each write pass: the data up to byte `end` is written (i_size may move). */
   extended(end: number): void;
   /** Throws EIO when the filesystem or device died (a power cut) since the call began. */
@@ -325,22 +328,26 @@ export function dioStart(
   if (segments.length === 0) return new InFlight(complete, 0, 0, 0, false, op, offset, 0);
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
   const { iov } = views(disk);
-  for (let i = 0; i < segments.length; i++) {
-    iov[i * 2] = segments[i].addr;
-    iov[i * 2 + 1] = segments[i].user.byteLength;
-  }
   const iSizeAtSubmit = target.size();
   const legacyBuilder = target.semantics === "legacy" || target.semantics === "seed";
   const skipHoles = !target.skipHoles ? SKIP_HOLES_NONE : legacyBuilder ? SKIP_HOLES_310 : SKIP_HOLES_4X;
   const builder = legacyBuilder ? BUILDER_3X : BUILDER_VECS;
   const opCode = op === "write" ? OP_WRITE : OP_READ;
   const blocks = offset / (1 << dioBits);
-  const map = (): number => core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, blocks, iSizeAtSubmit, skipHoles, builder);
+  // The iov table, the mapping state and the bio tables are the disk's, shared by every call: they
+  // are filled, mapped and read out with no await in between.
+  const map = (): number => {
+    for (let i = 0; i < segments.length; i++) {
+      iov[i * 2] = segments[i].addr;
+      iov[i * 2 + 1] = segments[i].user.byteLength;
+    }
+    return core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, blocks, iSizeAtSubmit, skipHoles, builder);
+  };
   const submitError = map();
-  if (submitError === -28 && op === "write") {
-    // ENOSPC: a commit may free blocks; then the pass is mapped again.
-    return target.reclaim(syscall).then((retry) => {
-      if (!retry) return submitMapped(target, op, offset, -28, iSizeAtSubmit, complete, options);
+  if (submitError === -28 && op === "write" && (target.mayReclaim?.() ?? true)) {
+    // ENOSPC: a commit may free blocks. Other calls may map while it runs, so the pass is mapped
+    // again afterwards, whatever the commit freed (ENOSPC again if nothing).
+    return target.reclaim(syscall).then(() => {
       target.alive(syscall);
       return submitMapped(target, op, offset, map(), iSizeAtSubmit, complete, options);
     });

@@ -59,6 +59,41 @@ test("an ENOSPC retry after a commit still zeroes the head of the new block (no 
   await disk.close();
 });
 
+test("an ENOSPC retry maps its own buffers again: another file's direct write that maps during the commit does not take its place", async () => {
+  // The iov table is the disk's: a retry that reused it after the commit's await wrote the other
+  // call's bytes into this file (found in review).
+  const disk = await Disk.create({ size: 8 << 20, arenaBytes: 8 << 20, cacheBytes: 1 << 20, executor: "inline" });
+  await mkfs(disk, { blockSize: 4096 });
+  const fs = await mount(disk);
+  const other = await fs.open("other", O_RDWR | O_CREAT | O_DIRECT);
+  const old = disk.alloc(64 << 10);
+  old.fill(0xcc);
+  await other.write(old, 0, old.length, 0);
+  const filler = await fs.open("filler", O_RDWR | O_CREAT | O_DIRECT);
+  const fill = disk.alloc(4096);
+  fill.fill(0xaa);
+  for (let at = 0; (await code(filler.write(fill, 0, 4096, at))) === "ok"; at += 4096);
+  await filler.close();
+  await fs.sync();
+  await fs.unlink("filler"); // its blocks free only at the next commit
+  const mine = await fs.open("mine", O_RDWR | O_CREAT | O_DIRECT);
+  const myData = disk.alloc(64 << 10);
+  myData.fill(0xbb);
+  const theirs = disk.alloc(64 << 10);
+  theirs.fill(0xdd);
+  const writing = mine.write(myData, 0, myData.length, 0); // ENOSPC, then a commit, then a retry
+  for (let i = 0; i < 3; i++) await Promise.resolve(); // into the commit's IO
+  const overwriting = other.write(theirs, 0, theirs.length, 0); // maps while the commit runs
+  const [a, b] = await Promise.all([writing, overwriting]);
+  assert.equal([a.bytesWritten, b.bytesWritten], [64 << 10, 64 << 10]);
+  const back = disk.alloc(64 << 10);
+  await mine.read(back, 0, back.length, 0);
+  assert.ok(back.every((x) => x === 0xbb), `the retried write's file holds its own bytes (first byte 0x${back[0].toString(16)})`);
+  await other.read(back, 0, back.length, 0);
+  assert.ok(back.every((x) => x === 0xdd), "the other file holds its overwrite");
+  await disk.close();
+});
+
 test("a failed extending direct write gives its blocks back: a later sub-block write zeroes around itself", async () => {
   const disk = await Disk.create({ size: 16 << 20, arenaBytes: 4 << 20, cacheBytes: 1 << 20 });
   const raw = await disk.openBlockDevice(O_RDWR | O_DIRECT);

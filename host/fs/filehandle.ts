@@ -295,6 +295,7 @@ export class FileHandle {
       allocated: () => fs.touchData(inode),
       // On ENOSPC the pass is mapped again: first the blocks it allocated past EOF go back, so
       // that the retry sees them new and zeroes what it must, then a commit frees what it can.
+      mayReclaim: () => fs.hasPendingFree(),
       reclaim: async (syscall) => {
         if (!fs.hasPendingFree()) return false; // a commit would free nothing: ENOSPC stands
         fs.truncateBlocks(inode, Math.ceil(inode.size / fs.blockSize));
