@@ -203,6 +203,14 @@ test("the WebAssembly suite's smoke run reproduces its recorded checksums", asyn
   for (const r of results) assert.ok(r.ops > 0 && r.mib > 0 && r.ms > 0, r.name);
 });
 
+test("the package's bin (what `npx dioemu` runs) is an executable file that runs on its own", () => {
+  // npm makes a bin executable when it links it, but not the copy a build leaves in a checkout.
+  const run = spawnSync(cli, ["--help"], { encoding: "utf8", timeout: 60000 });
+  assert.is(run.error, undefined, `running ${cli} directly: ${String(run.error)}`);
+  assert.is(run.status, 0, run.stderr);
+  assert.match(run.stdout, /usage:/);
+});
+
 test("the command line: shipped jobs as fio JSON, exit 2 naming a bad option and its line, exit 1 on a verify failure", () => {
   const files = ["randwrite-4k-qd32.fio", "randread-4k-qd1.fio", "verify.fio"].map((f) => join(jobsDir, f));
   const run = spawnSync(process.execPath, [cli, "bench", ...files, "--output-format", "json", "--runtime", "0.3", "--executor", "inline"], { encoding: "utf8", timeout: 120000 });
