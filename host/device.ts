@@ -45,7 +45,6 @@ export interface FaultRule {
   times?: number;
 }
 
-
 /** After this many pumps in a row without an event-loop turn, the next one takes a turn. */
 const PUMPS_PER_TURN = 256;
 
@@ -56,8 +55,10 @@ const PUMPS_PER_TURN = 256;
  * together). A macrotask (setImmediate) gives exactly that, at the cost of an event-loop turn,
  * about a microsecond, which would dominate a 4 KiB request. In Node the same point is reached
  * without a turn: a microtask that queues a nextTick callback; Node runs the nextTick queue once
- * the microtask queue is empty. Every PUMPS_PER_TURN pumps one still takes a turn, so timers,
- * worker messages and I/O run under a steady load. Elsewhere (a browser) every pump is a task.
+ * the microtask queue is empty (nextTick callbacks queued before it run first). Every
+ * PUMPS_PER_TURN pumps one still takes a turn, so timers, worker messages and I/O run under a
+ * steady load. With completions "turn", and where there is no nextTick (a browser), every pump is
+ * a task.
  */
 function deviceScheduler(completions: "drain" | "turn", run: () => void): () => void {
   const macrotask = typeof setImmediate === "function" ? () => void setImmediate(run) : (() => {
