@@ -375,7 +375,7 @@ export class FileHandle {
     // (spec 3.1b); the submitter completes the dio and frees it unused (assertion 34).
     let work: SyncWork | null = null;
     if (fs.semantics === "seed" && dsync) {
-      await fs.initDioQueue(syscall);
+      if (fs.dioQueue === null) await fs.initDioQueue(syscall);
       work = fs.allocSyncWork(inode, at ?? this.position, syscall);
     }
     let fua = false;
