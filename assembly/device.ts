@@ -141,10 +141,11 @@ function copyMaskToImage(line: u32, mask: u32, src: usize): void {
   }
 }
 
-/** The sectors of `line` that cached versions newer than the one at `pos` hold. */
-function newerSectors(line: u32, pos: u32): u32 {
+/** The sectors that the cached versions of a line newer than the one at `pos` hold, walking from
+ *  the line's newest (`newest`, or INDEX_EMPTY). */
+function newerSectors(newest: u32, pos: u32): u32 {
   let covered: u32 = 0;
-  let p = indexGet(line);
+  let p = newest;
   while (p != INDEX_EMPTY && p != pos && entryLive(p)) {
     const header = entryAddr(p);
     covered |= load<u32>(header + ENTRY_MASK);
@@ -165,18 +166,20 @@ function destageOldest(room: bool): void {
   const header = entryAddr(pos);
   const line = load<u32>(header + ENTRY_LINE);
   const mask = load<u32>(header + ENTRY_MASK);
+  // One probe serves both the walk over newer versions and the index update below (the copy in
+  // between does not touch the index).
+  const slot = indexProbe(line);
+  const indexed = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line;
+  const newest = indexed ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
   if (mask != 0) {
     // Only when no flush issued so far covers this entry: one in flight must find it durable.
     const covered = <i32>(load<u32>(ctrlAddr(CTRL_FLUSH_ISSUED)) - pos) > 0;
-    const write = room && !covered ? mask & ~newerSectors(line, pos) : mask;
+    const write = room && !covered ? mask & ~newerSectors(newest, pos) : mask;
     if (write != 0) copyMaskToImage(line, write, entryData(pos));
     statSub(CTRL_STAT_DIRTY_BYTES, <u64>popcnt(mask) << SECTOR_SHIFT);
     statAdd(CTRL_STAT_DESTAGED_BYTES, <u64>popcnt(write) << SECTOR_SHIFT);
   }
-  const slot = indexProbe(line);
-  if (load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line && load<u32>(indexSlotAddr(slot) + INDEX_POS) == pos) {
-    indexDelete(slot);
-  }
+  if (indexed && newest == pos) indexDelete(slot);
   store<u32>(ctrlAddr(CTRL_CACHE_TAIL), pos + 1);
 }
 
