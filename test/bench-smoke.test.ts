@@ -48,6 +48,13 @@ test("direct-IO benchmark smoke run validates its reads and prints IOPS and late
   assert.match(result.stdout, /1 MiB sequential O_DIRECT writes: [\d,]+ MiB\/s; memory\.copy [\d,]+ MiB\/s; ratio [\d,.]+/);
 });
 
+test("floor benchmark smoke run validates its last write through the real read path", () => {
+  const script = fileURLToPath(new URL("../bench/floor.bench.js", import.meta.url));
+  const result = spawnSync(process.execPath, [script, "--smoke"], { encoding: "utf8", timeout: 120000 });
+  assert.is(result.status, 0, result.stderr);
+  assert.match(result.stdout, /floor of a 4 KiB random O_DIRECT write \(core calls, one promise each\): [\d.]+ us, [\d,]+ IOPS/);
+});
+
 test("AIO benchmark smoke run validates its writes under every semantics, on both executors", () => {
   const script = fileURLToPath(new URL("../bench/aio.bench.js", import.meta.url));
   for (const executor of ["inline", "worker"]) {
