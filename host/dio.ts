@@ -191,24 +191,41 @@ export function dioRun(
     total += b.byteLength;
     if (b.byteLength > 0 && !inArena(disk, b)) inPlace = false;
   }
-  if (inPlace && from + total <= firstPassEnd(disk, buffers, from, 1 << target.fsBits).end) {
-    const segments = buffers.map((user): DioSegment => ({ user, addr: user.byteOffset }));
-    let pass: Promise<DioResult>;
-    try {
-      pass = dioPass(target, op, segments, from, dioBits, syscall, afterSubmit, options);
-    } catch (error) {
-      afterSubmit();
-      return Promise.reject(error);
-    }
-    return pass.then((result) => {
-      afterSubmit();
-      if (result.ret < 0) return { done: 0, error: result.ret, holeAt: false, fua: false };
-      const fua = options.writeThrough === true && result.fua && result.ret > 0;
-      if (op === "write" && result.ret > 0) target.extended(from + result.ret);
-      return { done: result.ret, error: 0, holeAt: result.stop === -ENOTBLK, fua: result.stop === -ENOTBLK ? false : fua };
-    }, (error: unknown) => {
-      afterSubmit();
-      throw error;
+  const fsBlock = 1 << target.fsBits;
+  // firstPassEnd() for buffers that are not bounced, without its object.
+  const end = Math.floor((from + DIO_CALL_BYTES_MAX) / fsBlock) * fsBlock;
+  if (inPlace && from + total <= (end <= from ? from + DIO_CALL_BYTES_MAX : end)) {
+    const segments: DioSegment[] = [];
+    for (const user of buffers) segments.push({ user, addr: user.byteOffset });
+    return new Promise<DioRun>((resolve, reject) => {
+      // dio_complete() of the one pass, straight to the call's result.
+      const complete = (result: DioResult): void => {
+        afterSubmit();
+        if (result.ret < 0) {
+          resolve({ done: 0, error: result.ret, holeAt: false, fua: false });
+          return;
+        }
+        const hole = result.stop === -ENOTBLK;
+        if (op === "write" && result.ret > 0) target.extended(from + result.ret);
+        resolve({ done: result.ret, error: 0, holeAt: hole, fua: !hole && options.writeThrough === true && result.fua && result.ret > 0 });
+      };
+      // The submitter lets go of its reference once every bio is submitted: it completes the
+      // call itself when they all completed first.
+      const submitted = (dio: DioInFlight): void => {
+        afterSubmit();
+        dio.drop();
+      };
+      const failed = (error: unknown): void => {
+        afterSubmit();
+        reject(error);
+      };
+      try {
+        const started = dioStart(target, op, segments, from, dioBits, syscall, complete, options);
+        if (started instanceof Promise) started.then(submitted, failed);
+        else submitted(started);
+      } catch (error) {
+        failed(error);
+      }
     });
   }
   return dioRunPasses(target, op, buffers, from, dioBits, syscall, afterSubmit, options);
