@@ -55,6 +55,15 @@ test("floor benchmark smoke run validates its last write through the real read p
   assert.match(result.stdout, /floor of a 4 KiB random O_DIRECT write \(core calls, one promise each\): [\d.]+ us, [\d,]+ IOPS/);
 });
 
+test("AIO benchmark: --ops that is not a positive integer is refused with exit 2, naming the value", () => {
+  const script = fileURLToPath(new URL("../bench/aio.bench.js", import.meta.url));
+  for (const bad of ["0", "-5", "1.5", "many"]) {
+    const result = spawnSync(process.execPath, [script, "--ops", bad, "--no-fio"], { encoding: "utf8", timeout: 60000 });
+    assert.is(result.status, 2, `--ops ${bad}: ${result.stdout}${result.stderr}`);
+    assert.ok(result.stderr.includes(`--ops ${bad}`), result.stderr);
+  }
+});
+
 test("AIO benchmark smoke run validates its writes under every semantics, on both executors", () => {
   const script = fileURLToPath(new URL("../bench/aio.bench.js", import.meta.url));
   for (const executor of ["inline", "worker"]) {
