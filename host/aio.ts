@@ -101,7 +101,7 @@ export class AioContext {
   }
 
   /** Runs one request and posts its event, from the completion path (never io_submit's stack). */
-  private async run(iocb: Iocb): Promise<void> {
+  private run(iocb: Iocb): void {
     let posted = false;
     const writes = iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
     const direct = (iocb.fh.flags & O_DIRECT) !== 0 && !(iocb.fh instanceof BlockDeviceHandle);
@@ -118,19 +118,29 @@ export class AioContext {
       this.inflight--;
       this.post({ data: iocb.data, obj: iocb, res, res2: 0 });
     };
-    try {
-      // Let io_submit return before the request's own completion can run.
-      await Promise.resolve();
-      if (direct && (iocb.opcode === "pwrite" || iocb.opcode === "pread")) {
-        // O_DIRECT on a file: queued when the kernel would queue it (see perform()).
-        await iocb.fh.aioDirect(iocb.opcode === "pread" ? "read" : "write", [iocb.buf!], iocb.offset ?? 0, iocb.rwFlags ?? 0, iocb, "io_submit", complete, record);
-      } else {
-        await this.perform(iocb, complete, record);
+    // A request that fails before it is queued posts its error as the event; a failure after its
+    // event was posted is a bug, which surfaces as an unhandled rejection.
+    const failed = (error: unknown): void => {
+      if (posted) {
+        void Promise.reject(error);
+        return;
       }
-    } catch (error) {
-      if (posted) throw error;
       complete(error instanceof DioError ? error.errno : -5);
-    }
+    };
+    // Let io_submit return before the request's own completion can run.
+    queueMicrotask(() => {
+      let pending: void | Promise<void>;
+      try {
+        // O_DIRECT on a file: queued when the kernel would queue it (see perform()).
+        pending = direct && (iocb.opcode === "pwrite" || iocb.opcode === "pread")
+          ? iocb.fh.aioDirect(iocb.opcode === "pread" ? "read" : "write", [iocb.buf!], iocb.offset ?? 0, iocb.rwFlags ?? 0, iocb, "io_submit", complete, record)
+          : this.perform(iocb, complete, record);
+      } catch (error) {
+        failed(error);
+        return;
+      }
+      if (pending !== undefined) pending.then(undefined, failed);
+    });
   }
 
   private async perform(iocb: Iocb, complete: (res: number) => void, record: { place(at: number): void } | null): Promise<void> {

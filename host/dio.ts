@@ -125,6 +125,21 @@ export function onePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock
   return from + total <= firstPassEnd(disk, buffers, from, fsBlock).end;
 }
 
+/**
+ * The bytes of a request that runs as one pass over buffers living in the arena (no bounce, no
+ * pass loop): its total, or -1 when it is not such a request.
+ */
+export function inPlaceOnePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): number {
+  let total = 0;
+  for (const b of buffers) {
+    if (b.byteLength > 0 && !inArena(disk, b)) return -1;
+    total += b.byteLength;
+  }
+  // firstPassEnd() for buffers that are not bounced, without its object.
+  const end = Math.floor((from + DIO_CALL_BYTES_MAX) / fsBlock) * fsBlock;
+  return from + total <= (end <= from ? from + DIO_CALL_BYTES_MAX : end) ? total : -1;
+}
+
 /** Where the first pass from `from` ends, and the most bytes any pass maps. */
 function firstPassEnd(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): { end: number; cap: number } {
   const bounced = buffers.some((b) => b.byteLength > 0 && !inArena(disk, b));
@@ -185,16 +200,7 @@ export function dioRun(
 ): Promise<DioRun> {
   const disk = target.disk;
   // The common call: one pass over buffers that live in the arena (no bounce, no pass loop).
-  let total = 0;
-  let inPlace = true;
-  for (const b of buffers) {
-    total += b.byteLength;
-    if (b.byteLength > 0 && !inArena(disk, b)) inPlace = false;
-  }
-  const fsBlock = 1 << target.fsBits;
-  // firstPassEnd() for buffers that are not bounced, without its object.
-  const end = Math.floor((from + DIO_CALL_BYTES_MAX) / fsBlock) * fsBlock;
-  if (inPlace && from + total <= (end <= from ? from + DIO_CALL_BYTES_MAX : end)) {
+  if (inPlaceOnePass(disk, buffers, from, 1 << target.fsBits) >= 0) {
     const segments: DioSegment[] = [];
     for (const user of buffers) segments.push({ user, addr: user.byteOffset });
     return new Promise<DioRun>((resolve, reject) => {

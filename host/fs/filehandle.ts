@@ -3,7 +3,10 @@
 // with blocks reserved for delayed allocation, and O_SYNC / O_DSYNC / IS_SYNC writes sync.
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC, __O_SYNC } from "../constants.js";
-import { dioBlockBits, dioRun, dioStart, onePass, passSegments, type DioResult, type DioTarget } from "../dio.js";
+import {
+  dioBlockBits, dioRun, dioStart, inPlaceOnePass, onePass, passSegments, type DioInFlight, type DioResult, type DioSegment,
+  type DioTarget,
+} from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork } from "./filesystem.js";
 import type { WriteDone } from "../crash/oracle.js";
@@ -447,8 +450,10 @@ export class FileHandle {
   }
 
   /**
-   * @internal AIO on an O_DIRECT file (spec 2.4, 2.12, 3, 4, 6.3, 7): resolves when io_submit's
-   * part is done; `post(res)` is aio_complete(), called exactly once, when the event is posted.
+   * @internal AIO on an O_DIRECT file (spec 2.4, 2.12, 3, 4, 6.3, 7): returns once io_submit's
+   * part is done (at once, or a promise when it had to wait); `post(res)` is aio_complete(),
+   * called exactly once, when the event is posted. Throws (or rejects) what the request fails
+   * with before it is set up.
    *
    * A request is queued (-EIOCBQUEUED: async, set up whole or a read, no submission error) once
    * its bios are submitted and the inode lock is released; the last bio's completion then
@@ -456,8 +461,55 @@ export class FileHandle {
    * write cut by a hole, a request of several passes, a failed submission, or one whose bios all
    * completed before the submitter let go, is completed by the submitter: for a dsync write the
    * caller syncs (a positive count) and then the AIO core posts the event.
+   *
+   * The common request, which waits for nothing before its bios go out (the inode lock free, no
+   * dirty pages, its queue already installed, buffers in the arena, one pass, no sync-work record
+   * to allocate), is set up here without an await; any other goes through aioDirectWaiting(), the
+   * same steps with their waits.
    */
-  async aioDirect(
+  aioDirect(
+    op: "read" | "write", buffers: Uint8Array[], offset: number, rwFlags: number, iocb: unknown, syscall: string,
+    post: (res: number) => void, landed?: { place(at: number): void } | null,
+  ): void | Promise<void> {
+    const fs = this.fs;
+    const inode = this.inode;
+    const sem = fs.semantics;
+    if (op === "write") this.checkWritable(syscall);
+    else this.checkReadable(syscall);
+    const append = op === "write" && (this.flags & O_APPEND) !== 0;
+    const target = this.dioTarget();
+    const dioBits = dioBlockBits(target, buffers, append ? 0 : offset, syscall);
+    const dsync = op === "write" && this.isDsync(rwFlags);
+    const total = append || (sem === "seed" && dsync) ? -1 : inPlaceOnePass(fs.disk, buffers, offset, fs.blockSize);
+    const needsQueue = (sem === "merged" && dsync) || (sem === "iomap" && op === "write");
+    const unlock = total <= 0 || (op === "write" ? offset + total > inode.size : offset >= inode.size) ||
+      (needsQueue && fs.dioQueue === null) || this.beforeSubmitterDrop !== undefined || fs.pages.hasDirty(inode.ino)
+      ? null : inode.lock.tryLock();
+    if (unlock === null) return this.aioDirectWaiting(op, buffers, offset, rwFlags, iocb, syscall, post, landed);
+    const call = new AioDirectCall(this, op, buffers, offset, total, dsync, !this.isFullSync(rwFlags), null, syscall, post);
+    let dio;
+    try {
+      fs.checkAlive(syscall);
+      if (op === "write") fs.invalidateRange(inode, offset, total);
+      const segments: DioSegment[] = [];
+      for (const user of buffers) segments.push({ user, addr: user.byteOffset });
+      inode.dioBegin();
+      try {
+        dio = dioStart(target, op, segments, offset, dioBits, syscall, call.onComplete, { writeThrough: sem === "iomap" && dsync && call.datasync });
+      } catch (error) {
+        inode.dioEnd();
+        throw error;
+      }
+    } catch (error) {
+      unlock();
+      throw error;
+    }
+    if (dio instanceof Promise) return this.aioDirectStarted(call, dio, unlock);
+    return this.aioDirectSubmitted(call, dio, unlock);
+  }
+
+  /** aioDirect() for a request that may have to wait before its bios go out. */
+  private async aioDirectWaiting(
     op: "read" | "write", buffers: Uint8Array[], offset: number, rwFlags: number, iocb: unknown, syscall: string,
     post: (res: number) => void, landed?: { place(at: number): void } | null,
   ): Promise<void> {
@@ -465,8 +517,6 @@ export class FileHandle {
     const inode = this.inode;
     const target = this.dioTarget();
     const append = op === "write" && (this.flags & O_APPEND) !== 0;
-    if (op === "write") this.checkWritable(syscall);
-    else this.checkReadable(syscall);
     let total = 0;
     for (const b of buffers) total += b.byteLength;
     const dioBits = dioBlockBits(target, buffers, append ? 0 : offset, syscall);
@@ -488,59 +538,34 @@ export class FileHandle {
     } else if (((sem === "merged" && dsync) || (sem === "iomap" && op === "write")) && fs.dioQueue === null) {
       await fs.initDioQueue(syscall);
     }
-    // The record is the queue's once a queued completion owns it; otherwise freed here.
-    let recordOwned = false;
+    const call = new AioDirectCall(this, op, buffers, offset, total, dsync, datasync, work, syscall, post);
     try {
       const unlock = inode.lock.tryLock() ?? await inode.lock.lock();
-      let segments;
       try {
         fs.checkAlive(syscall);
         // Decided again under the lock: a truncate that got the lock first may have made this
         // write extending, and an extending write is carried out synchronously.
         if ((op === "write" && offset + total > inode.size) || (op === "read" && offset >= inode.size)) {
           unlock();
-          if (work !== null) fs.freeSyncWork(work, inode);
-          work = null;
+          if (call.work !== null) fs.freeSyncWork(call.work, inode);
+          call.work = null;
           if (op === "read") return post(0);
           return await this.aioSynchronous(op, buffers, offset, rwFlags, syscall, post, landed);
         }
         if (fs.pages.hasDirty(inode.ino)) await fs.writebackInode(inode, syscall);
         if (op === "write") fs.invalidateRange(inode, offset, total);
-        segments = passSegments(fs.disk, buffers);
+        call.segments = passSegments(fs.disk, buffers);
       } catch (error) {
         unlock();
         throw error;
       }
+      const segments = call.segments;
       if (op === "write") for (const seg of segments.segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
       inode.dioBegin();
-      // Completed by the submitter (dio_complete with is_async false): it carries on below.
-      let bySubmitter: DioResult | undefined;
-      let submitterDone: ((r: DioResult) => void) | undefined;
-      let queued = false;
-      const onComplete = (r: DioResult, fromBio: boolean): void => {
-        if (op === "read") {
-          // The bounce buffers go back to the caller's (what was set up, holes zero-filled).
-          let left = r.result;
-          for (const seg of segments.segments) {
-            const take = Math.min(left, seg.user.byteLength);
-            if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
-            left -= take;
-          }
-        }
-        segments.release();
-        // A request that is not queued is waited for by its submitter, which then drops its
-        // reference last (dio_await_completion): the submitter completes it.
-        if (!fromBio || !queued) {
-          bySubmitter = r;
-          submitterDone?.(r);
-          return;
-        }
-        this.completeQueued(op, r, offset, { dsync, datasync, work, syscall, post });
-      };
       let dio;
       try {
         const writeThrough = sem === "iomap" && dsync && datasync;
-        const started = dioStart(target, op, segments.segments, offset, dioBits, syscall, onComplete, { writeThrough });
+        const started = dioStart(target, op, segments.segments, offset, dioBits, syscall, call.onComplete, { writeThrough });
         dio = started instanceof Promise ? await started : started;
       } catch (error) {
         segments.release();
@@ -548,44 +573,81 @@ export class FileHandle {
         unlock();
         throw error;
       }
-      queued = dio.submitError === 0 && dio.result > 0 && (op === "read" || dio.result === total);
-      if (queued) {
+      if (this.beforeSubmitterDrop !== undefined && call.isQueued(dio)) {
+        // The test hook runs with the request queued and the lock released, before the drop.
+        call.queued = true;
+        call.recordOwned = true;
         unlock();
-        recordOwned = true;
-        if (this.beforeSubmitterDrop !== undefined) await this.beforeSubmitterDrop();
-        dio.drop();
-        if (bySubmitter === undefined) {
-          // -EIOCBQUEUED. Before the 3.11 fix the caller synced now, with that negative count:
-          // an empty range, but the flush went out before the data had completed (spec 7.2).
-          // XFS's caller synced only a positive count, so it issued no flush at all.
-          if (sem === "legacy" && dsync && !fs.legacyXfs) {
-            fs.dioStep("submit_sync", inode, offset);
-            await fs.syncRange(inode, offset, -EIOCBQUEUED, datasync, syscall);
-          }
-          return;
-        }
-        // Every bio had completed before the submitter let go: a positive count, completed here.
-        recordOwned = false;
-        return post(await this.completeBySubmitter(op, bySubmitter, offset, { dsync, datasync, syscall }));
+        await this.beforeSubmitterDrop();
+        return await this.aioDirectSubmitted(call, dio, () => undefined);
       }
-      // Not queued: wait here for the bios; a write cut by a hole writes the rest buffered.
-      dio.drop();
-      let res: number;
-      try {
-        const r = bySubmitter ?? (await new Promise<DioResult>((resolve) => { submitterDone = resolve; }));
-        res = this.endIoSubmitter(op, r, offset);
-        if (op === "write" && dio.holeAt && res >= 0 && res < total) {
-          res = await this.writeRestBuffered(buffers, offset, res, syscall);
-        }
-      } finally {
-        unlock();
-      }
-      if (work !== null) fs.freeSyncWork(work, inode);
-      work = null;
-      return post(await this.callerSync(res, offset, dsync, datasync, false, syscall));
+      return await this.aioDirectSubmitted(call, dio, unlock);
     } finally {
-      if (!recordOwned && work !== null) fs.freeSyncWork(work, inode);
+      // The record is the queue's once a queued completion owns it; otherwise freed here.
+      if (!call.recordOwned && call.work !== null) fs.freeSyncWork(call.work, inode);
     }
+  }
+
+  /** After a dioStart() that had to wait (an ENOSPC commit): as aioDirectSubmitted(). */
+  private async aioDirectStarted(call: AioDirectCall, started: Promise<DioInFlight>, unlock: () => void): Promise<void> {
+    let dio;
+    try {
+      dio = await started;
+    } catch (error) {
+      this.inode.dioEnd();
+      unlock();
+      throw error;
+    }
+    return this.aioDirectSubmitted(call, dio, unlock);
+  }
+
+  /**
+   * Every bio of the request is submitted, the inode lock held (`unlock` lets go of it). A queued
+   * request lets go of the lock and of the submitter's reference and is done here (unless the
+   * legacy caller syncs now); any other is waited for and completed by the submitter.
+   */
+  private aioDirectSubmitted(call: AioDirectCall, dio: DioInFlight, unlock: () => void): void | Promise<void> {
+    const fs = this.fs;
+    const inode = this.inode;
+    if (call.isQueued(dio)) {
+      call.queued = true;
+      unlock();
+      call.recordOwned = true;
+      dio.drop();
+      if (call.bySubmitter === undefined) {
+        // -EIOCBQUEUED. Before the 3.11 fix the caller synced now, with that negative count:
+        // an empty range, but the flush went out before the data had completed (spec 7.2).
+        // XFS's caller synced only a positive count, so it issued no flush at all.
+        if (fs.semantics === "legacy" && call.dsync && !fs.legacyXfs) {
+          fs.dioStep("submit_sync", inode, call.offset);
+          return fs.syncRange(inode, call.offset, -EIOCBQUEUED, call.datasync, call.syscall).then(() => undefined);
+        }
+        return;
+      }
+      // Every bio had completed before the submitter let go: a positive count, completed here.
+      call.recordOwned = false;
+      return this.completeBySubmitter(call.op, call.bySubmitter, call.offset, call).then(call.post);
+    }
+    return this.aioDirectBySubmitter(call, dio, unlock);
+  }
+
+  /** A request that is not queued: the submitter waits for its bios, completes it, syncs for a
+   *  dsync write, and posts the event; a write cut by a hole writes the rest buffered. */
+  private async aioDirectBySubmitter(call: AioDirectCall, dio: DioInFlight, unlock: () => void): Promise<void> {
+    dio.drop();
+    let res: number;
+    try {
+      const r = call.bySubmitter ?? (await new Promise<DioResult>((resolve) => { call.submitterDone = resolve; }));
+      res = this.endIoSubmitter(call.op, r, call.offset);
+      if (call.op === "write" && dio.holeAt && res >= 0 && res < call.total) {
+        res = await this.writeRestBuffered(call.buffers, call.offset, res, call.syscall);
+      }
+    } finally {
+      unlock();
+    }
+    if (call.work !== null) this.fs.freeSyncWork(call.work, this.inode);
+    call.work = null;
+    call.post(await this.callerSync(res, call.offset, call.dsync, call.datasync, false, call.syscall));
   }
 
   /** @internal Test hook: awaited after a queued request's bios are submitted, before the
@@ -659,12 +721,33 @@ export class FileHandle {
    * - iomap (6.x): as merged, except that a write-through dio (all FUA) needs no sync and completes
    *   inline, and a write on a file with cached pages is deferred (4.14 on).
    */
-  private completeQueued(
+  /** @internal */
+  completeQueued(
     op: "read" | "write", r: DioResult, offset: number,
     o: { dsync: boolean; datasync: boolean; work: SyncWork | null; syscall: string; post: (res: number) => void },
   ): void {
     const fs = this.fs;
     const inode = this.inode;
+    const sem = fs.semantics;
+    if (sem === "legacy") {
+      // fs end_io, the event, then i_dio_count down.
+      this.endIo(op, r, offset);
+      o.post(r.ret);
+      fs.dioStep("event", inode, offset, r.ret);
+      inode.dioEnd();
+      fs.dioStep("dio_end", inode, offset, r.ret);
+      return;
+    }
+    if (sem !== "seed" && r.result !== 0 && !(o.dsync && !r.fua) && !(sem === "iomap" && op === "write" && fs.pages.hasPages(inode.ino))) {
+      // merged / iomap, nothing to defer (the cases below): inline, no sync: end_io, i_dio_count
+      // down, the event.
+      this.endIo(op, r, offset);
+      inode.dioEnd();
+      fs.dioStep("dio_end", inode, offset, r.ret);
+      o.post(r.ret);
+      fs.dioStep("event", inode, offset, r.ret);
+      return;
+    }
     const event = (res: number): void => {
       o.post(res);
       fs.dioStep("event", inode, offset, res);
@@ -673,12 +756,7 @@ export class FileHandle {
       inode.dioEnd();
       fs.dioStep("dio_end", inode, offset, r.ret);
     };
-    switch (fs.semantics) {
-      case "legacy":
-        this.endIo(op, r, offset);
-        event(r.ret);
-        dioEnd();
-        return;
+    switch (sem) {
       case "seed":
         // dio_complete(): a filesystem with its own end_io gets the record in place of its
         // private cookie when IO was set up, and must finish through generic_dio_end_io();
@@ -918,4 +996,64 @@ export class FileHandle {
     this.closed = true;
     this.inode.openCount--;
   }
+}
+
+/**
+ * One AIO request on an O_DIRECT file while it is set up and in flight: what its completion needs
+ * (struct dio's iocb side and the submitter's wait), one object rather than a closure per field.
+ */
+class AioDirectCall {
+  /** The result, when the submitter's drop completed the dio (dio_complete with is_async false). */
+  bySubmitter: DioResult | undefined;
+  /** Wakes the submitter waiting for a request that is not queued. */
+  submitterDone: ((r: DioResult) => void) | undefined;
+  /** -EIOCBQUEUED: the last bio's completion completes the request. */
+  queued = false;
+  /** The sync-work record belongs to the queued completion (not freed by the submitter). */
+  recordOwned = false;
+  /** Bounce buffers, when some of the caller's are outside the arena. */
+  segments: { segments: DioSegment[]; release(): void } | null = null;
+
+  constructor(
+    private readonly fh: FileHandle,
+    readonly op: "read" | "write",
+    readonly buffers: Uint8Array[],
+    readonly offset: number,
+    readonly total: number,
+    readonly dsync: boolean,
+    readonly datasync: boolean,
+    public work: SyncWork | null,
+    readonly syscall: string,
+    readonly post: (res: number) => void,
+  ) {}
+
+  /** Queued when async, set up whole (a read: anything), with no submission error (spec 2.12). */
+  isQueued(dio: DioInFlight): boolean {
+    return dio.submitError === 0 && dio.result > 0 && (this.op === "read" || dio.result === this.total);
+  }
+
+  /** dio_complete(): the last reference dropped (`fromBio`: by a bio's completion). */
+  readonly onComplete = (r: DioResult, fromBio: boolean): void => {
+    const bounced = this.segments;
+    if (bounced !== null) {
+      if (this.op === "read") {
+        // The bounce buffers go back to the caller's (what was set up, holes zero-filled).
+        let left = r.result;
+        for (const seg of bounced.segments) {
+          const take = Math.min(left, seg.user.byteLength);
+          if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
+          left -= take;
+        }
+      }
+      bounced.release();
+    }
+    // A request that is not queued is waited for by its submitter, which then drops its
+    // reference last (dio_await_completion): the submitter completes it.
+    if (!fromBio || !this.queued) {
+      this.bySubmitter = r;
+      this.submitterDone?.(r);
+      return;
+    }
+    this.fh.completeQueued(this.op, r, this.offset, this);
+  };
 }
