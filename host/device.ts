@@ -226,6 +226,14 @@ export class Device {
       const statuses = this.statuses;
       try {
         let performed = 0;
+        if (this.beforeCompletion === undefined) {
+          // Nothing can cut the power between the batch's requests (no cut point is armed, and
+          // performing runs no other code): they leave the in-flight list together, in one pass.
+          let kept = 0;
+          for (const entry of inflight) if (entry.dueTick! > nextTick) inflight[kept++] = entry;
+          inflight.length = kept;
+          for (; performed < count; performed++) statuses[performed] = this.perform(ready[performed]!);
+        }
         for (; performed < count; performed++) {
           const entry = ready[performed]!;
           this.beforeCompletion?.(entry);
