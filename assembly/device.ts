@@ -4,7 +4,7 @@
 // completed by then. Reads overlay the newest cached version of each sector on the image.
 // see: Documentation/block/writeback_cache_control.rst for what FLUSH and FUA promise.
 import {
-  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
+  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DESTAGE_ENABLED, CTRL_DESTAGE_TARGET, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
   CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES, CTRL_STAT_FLUSHES,
   CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
   EINVAL, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
@@ -160,6 +160,8 @@ function newerSectors(newest: u32, pos: u32): u32 {
  * nothing is promised durable, so sectors that a newer cached version of the line holds are not
  * copied: any later flush covers that newer version, and until then the image's older (durable)
  * version is what a power cut may keep beside it, which the durability contract allows.
+ * An entry released to background destaging goes to the image whole whoever takes it out (the
+ * destager thread, a flush, or an append making room), so the image does not depend on which.
  */
 function destageOldest(room: bool): void {
   const pos = cacheTail();
@@ -173,7 +175,8 @@ function destageOldest(room: bool): void {
   const newest = indexed ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
   if (mask != 0) {
     // Only when no flush issued so far covers this entry: one in flight must find it durable.
-    const covered = <i32>(load<u32>(ctrlAddr(CTRL_FLUSH_ISSUED)) - pos) > 0;
+    const covered = <i32>(load<u32>(ctrlAddr(CTRL_FLUSH_ISSUED)) - pos) > 0 ||
+      <i32>(load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - pos) > 0;
     const write = room && !covered ? mask & ~newerSectors(newest, pos) : mask;
     if (write != 0) copyMaskToImage(line, write, entryData(pos));
     statSub(CTRL_STAT_DIRTY_BYTES, <u64>popcnt(mask) << SECTOR_SHIFT);
@@ -251,6 +254,52 @@ function sectorSource(line: u32, newest: u32, inLine: u32): usize {
   return sectorAddr(line * SECTORS_PER_LINE + inLine);
 }
 
+// ---- background destaging ---------------------------------------------------------------------
+//
+// A device writes its cache back in the background; here another thread (the host's destager) may
+// do that work, off the thread that submits IO. What it writes back is decided on the submitting
+// side, by the log alone: once more than three quarters of the log holds entries not yet released,
+// every entry but the newest quarter's is released (the target moves), and a released entry goes
+// to the image whole, whoever takes it out. So the image and the cache at any device step do not
+// depend on how far the other thread got: a power cut first writes back what is released (as the
+// destager would have), then decides the rest by its seeded coins.
+
+/** Under the lock, after an append: moves the target when the unreleased part of the log passed
+ *  three quarters of it. Only when the host enabled background destaging. */
+function releaseForDestage(): void {
+  if (load<u32>(ctrlAddr(CTRL_DESTAGE_ENABLED)) == 0) return;
+  const head = cacheHead();
+  let from = load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET));
+  if (<i32>(cacheTail() - from) > 0) from = cacheTail();
+  if (head - from > cacheSlots - (cacheSlots >> 2)) store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), head - (cacheSlots >> 2));
+}
+
+/** The released entries still in the log; under the lock. */
+@inline function releasedLeft(): i32 {
+  const left = <i32>(load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - cacheTail());
+  return left > 0 ? left : 0;
+}
+
+/**
+ * Writes back released entries, oldest first, at most `budget` of them, taking the lock for one
+ * entry at a time (the submitting thread waits at most one entry's copy). Returns how many
+ * released entries remain.
+ */
+export function destageReleased(budget: u32): u32 {
+  let done: u32 = 0;
+  let left: i32 = 0;
+  for (;;) {
+    lockDevice();
+    left = releasedLeft();
+    if (left == 0 || done == budget) break;
+    destageOldest(false);
+    unlockDevice();
+    done++;
+  }
+  unlockDevice();
+  return <u32>left;
+}
+
 // ---- requests ---------------------------------------------------------------------------------
 
 @inline function rangeValid(sector: u32, sectors: u32): bool {
@@ -309,6 +358,7 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
     }
     // What went into the log (all of it, unless a segment was found outside the arena).
     statAdd(CTRL_STAT_DIRTY_BYTES, <u64>(s - sector) << SECTOR_SHIFT);
+    releaseForDestage();
   }
   if (!iterFault) statAdd(CTRL_STAT_BYTES_WRITTEN, <u64>sectors << SECTOR_SHIFT);
   unlockDevice();
@@ -388,6 +438,8 @@ export function survives(seed: u32, writeId: u32, sector: u32, torn: bool): bool
  */
 export function crashCache(seed: u32, torn: bool): void {
   lockDevice();
+  // What was released is written back first, as the destager would have (see above).
+  while (releasedLeft() > 0) destageOldest(false);
   const head = cacheHead();
   for (let pos = cacheTail(); pos != head; pos++) {
     const header = entryAddr(pos);
@@ -429,5 +481,6 @@ export function deviceReset(): void {
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), 0);
   store<u32>(ctrlAddr(CTRL_CACHE_TAIL), 0);
   store<u32>(ctrlAddr(CTRL_FLUSH_ISSUED), 0);
+  store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), 0);
   if (cacheSlots != 0) indexClear();
 }

@@ -12,7 +12,7 @@ import { splitBio, splitTailStatus } from "./blk";
 import * as fs from "./fs";
 import * as dio from "./dio";
 import {
-  crashCache, crashInflightWrite, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
+  crashCache, crashInflightWrite, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
 } from "./device";
 
 /** Number of layout fields the host compares. */
@@ -68,6 +68,10 @@ export function dev_flush_mark(): u32 {
 }
 export function dev_flush_commit(mark: u32): void {
   flushCommit(mark);
+}
+/** Writes back up to `budget` released cache entries; returns how many remain released. */
+export function dev_destage_released(budget: u32): u32 {
+  return destageReleased(budget);
 }
 export function dev_crash_cache(seed: u32, torn: bool): void {
   crashCache(seed, torn);

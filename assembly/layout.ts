@@ -81,6 +81,12 @@ export const CTRL_DIO_BIO_CAPACITY: u32 = 252;
 export const CTRL_DIO_BVEC_BASE: u32 = 256;     // their segments (bvec records)
 export const CTRL_DIO_BVEC_CAPACITY: u32 = 260;
 export const CTRL_ZERO_PAGE: u32 = 264;         // a 4 KiB page of zeros in the arena (ZERO_PAGE)
+// Background destaging (device.ts): log entries before the target are released to be written
+// back whole by any thread; the host enables it when a destager thread may run.
+export const CTRL_DESTAGE_TARGET: u32 = 268;    // free-running log position
+export const CTRL_DESTAGE_ENABLED: u32 = 272;   // 0 or 1
+export const CTRL_DESTAGE_BELL: u32 = 276;      // the destager thread sleeps on it (host only)
+export const CTRL_DESTAGE_STOP: u32 = 280;      // 1 asks the destager thread to stop (host only)
 
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
@@ -294,7 +300,11 @@ export function layoutValue(index: i32): u32 {
     case 116: return SECTORS_PER_LINE;
     case 117: return <u32>__heap_base; // static data must end below LAYOUT_BASE
     case 118: return CTRL_FLUSH_ISSUED;
+    case 119: return CTRL_DESTAGE_TARGET;
+    case 120: return CTRL_DESTAGE_ENABLED;
+    case 121: return CTRL_DESTAGE_BELL;
+    case 122: return CTRL_DESTAGE_STOP;
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 119;
+export const LAYOUT_FIELD_COUNT: i32 = 123;

@@ -36,6 +36,9 @@ const RW_FLAGS_KNOWN = RWF_DSYNC | RWF_SYNC;
 /** The largest context io_setup accepts here (aio-max-nr is 65536 by default). */
 export const AIO_EVENTS_MAX = 65536;
 
+/** The longest delay setTimeout takes. */
+const TIMER_MS_MAX = 2 ** 31 - 1;
+
 interface Waiter { minNr: number; nr: number; resolve(events: IoEvent[]): void; timer?: ReturnType<typeof setTimeout> }
 
 /** An AIO context (API.md AioContext). */
@@ -111,12 +114,15 @@ export class AioContext {
     const record = writes && direct && iocb.fh.recorded
       ? iocb.fh.recordWrite(iocb.offset ?? 0, iocb.opcode === "pwrite" ? [iocb.buf!] : iocb.bufs!, `io_getevents event of iocb data=${String(iocb.data)}`)
       : null;
+    // The disk's close() waits for the request until its event is posted.
+    const release = iocb.fh.ioDisk().holdRequest();
     const complete = (res: number): void => {
       if (posted) throw new Error("dioemu: an iocb completed twice");
       posted = true;
       record?.(res, iocb.fh.writesDsync(iocb.rwFlags ?? 0));
       this.inflight--;
       this.post({ data: iocb.data, obj: iocb, res, res2: 0 });
+      release();
     };
     // A request that fails before it is queued posts its error as the event; a failure after its
     // event was posted is a bug, which surfaces as an unhandled rejection.
@@ -224,12 +230,23 @@ export class AioContext {
     if (this.ring.length >= minNr) return Promise.resolve(this.ring.splice(0, nr));
     return new Promise((resolve) => {
       const waiter: Waiter = { minNr, nr, resolve };
-      if (timeoutMs !== undefined) {
-        waiter.timer = setTimeout(() => {
-          const index = this.waiters.indexOf(waiter);
-          if (index >= 0) this.waiters.splice(index, 1);
-          resolve(this.ring.splice(0, nr));
-        }, timeoutMs);
+      if (timeoutMs !== undefined && timeoutMs !== Infinity) {
+        // setTimeout takes at most 2^31 - 1 ms (it fires at once for more): a longer timeout
+        // waits in steps of that.
+        const deadline = performance.now() + timeoutMs;
+        const arm = (ms: number): void => {
+          waiter.timer = setTimeout(() => {
+            const left = deadline - performance.now();
+            if (left > 0 && ms === TIMER_MS_MAX) {
+              arm(Math.min(left, TIMER_MS_MAX));
+              return;
+            }
+            const index = this.waiters.indexOf(waiter);
+            if (index >= 0) this.waiters.splice(index, 1);
+            resolve(this.ring.splice(0, nr));
+          }, ms);
+        };
+        arm(Math.min(timeoutMs, TIMER_MS_MAX));
       }
       this.waiters.push(waiter);
     });

@@ -44,6 +44,11 @@ export class BlockDeviceHandle extends FileHandle {
     this.crashCountAtOpen = disk.crashCount;
   }
 
+  /** @internal The disk this handle's IO goes to. */
+  override ioDisk(): Disk {
+    return this.disk;
+  }
+
   /** @internal Whether close() has run. */
   override get isClosed(): boolean {
     return this.devClosed;

@@ -202,11 +202,11 @@ export class Device {
     if (this.pollers.size > 0) for (const poll of this.pollers) poll();
     if (this.later.length > 0) {
       const deferred = this.later.splice(0);
-      for (const callback of deferred) callback();
+      for (const callback of deferred) runReporting(callback);
     }
     if (this.cachelessFlushWaiters.length > 0) {
       const cacheless = this.cachelessFlushWaiters.splice(0);
-      for (const waiter of cacheless) waiter(0);
+      for (const waiter of cacheless) runReporting(() => waiter(0));
     }
     const inflight = this.inflight;
     if (inflight.length > 0) {
@@ -249,13 +249,7 @@ export class Device {
           // complete was in flight at the cut, and its data may be gone with the cache.
           const reported = this.powerCycles === cycle ? statuses[i] : -ERRNO.EIO;
           this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, reported);
-          try {
-            request.done(reported);
-          } catch (error) {
-            // A completion that throws is a bug above the device: it surfaces, and the rest of
-            // the batch is still reported (the device stays consistent).
-            queueMicrotask(() => { throw error; });
-          }
+          runReporting(() => request.done(reported));
         }
       } finally {
         // Nothing stays referenced from the reused batch.
@@ -326,5 +320,18 @@ export class Device {
       });
     }
     for (const waiter of waiters) this.defer(() => waiter(-ERRNO.EIO));
+  }
+}
+
+/**
+ * Runs a completion from the device's step. One that throws is a bug above the device: it
+ * surfaces (thrown again from a microtask, as an uncaught exception), and the rest of the step
+ * still runs, so no other request is left without its completion.
+ */
+function runReporting(callback: () => void): void {
+  try {
+    callback();
+  } catch (error) {
+    queueMicrotask(() => { throw error; });
   }
 }

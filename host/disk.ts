@@ -12,6 +12,7 @@ import { Prng } from "./prng.js";
 import { Tracer, type Trace } from "./trace.js";
 import { Device, DEFAULT_LATENCY, type FaultRule, type LatencyTicks } from "./device.js";
 import { BlockQueue } from "./block.js";
+import { Destager } from "./destager.js";
 import { O_ACCMODE, SECTOR_BYTES } from "./constants.js";
 import { BlockDeviceHandle } from "./bdev.js";
 
@@ -50,6 +51,17 @@ export interface DiskOptions {
   /** Use a SharedArrayBuffer-backed memory. Default: where available (Node; cross-origin
    *  isolated pages). false forces a plain memory and the inline executor. */
   sharedMemory?: boolean;
+  /**
+   * Who writes the volatile cache back to the media once it fills:
+   * - "background" (default with the worker executor and a cache of 8 MiB or more): a Worker
+   *   thread, started when first needed, writes back the older entries the device releases when
+   *   the cache is three quarters full, off the thread that submits IO. What is released, and
+   *   what reaches the media, is decided by the device alone, so results, traces and power cuts
+   *   do not depend on the thread's timing. Needs shared memory.
+   * - "inline" (default otherwise): the thread that submits IO writes back the oldest entry when
+   *   an append finds the cache full.
+   */
+  destage?: "background" | "inline";
 }
 
 /** Counters since the disk was created (API.md). */
@@ -66,6 +78,9 @@ export interface DiskStats {
 }
 
 const CREATE = "Disk.create";
+/** The smallest cache destaged in the background by default: a thread pays off under sustained
+ *  IO into a large cache, not for the small caches of short runs. */
+const BACKGROUND_DESTAGE_CACHE_MIN = 8 << 20;
 const DEFAULT_CACHE_BYTES_MAX = 32 << 20;
 const MIN_CACHE_BYTES = 16 << 10;
 const DEFAULT_ARENA_BYTES = 16 << 20;
@@ -123,7 +138,7 @@ export class Disk {
 
   private constructor(init: {
     size: number; limits: QueueLimits; seed: number; executor: "worker" | "inline"; memory: WebAssembly.Memory;
-    core: CoreExports; plan: RegionPlan; latency: LatencyTicks; completions: "drain" | "turn";
+    core: CoreExports; plan: RegionPlan; latency: LatencyTicks; completions: "drain" | "turn"; destage: "background" | "inline";
   }) {
     this.size = init.size;
     this.limits = Object.freeze({ ...init.limits });
@@ -144,7 +159,14 @@ export class Disk {
     // ZERO_PAGE: what sub-block zeroing writes from, just below the arena (inside the bounds the
     // block layer and the core accept for bio segments, outside what alloc() hands out).
     this.zeroPage = new Uint8Array(init.memory.buffer, init.plan.zeroPageBase, 4096);
+    this.destage = init.destage;
+    this.destager = init.destage === "background" ? new Destager(this) : null;
   }
+
+  /** Who writes the volatile cache back (DiskOptions.destage). */
+  readonly destage: "background" | "inline";
+  /** @internal The background destager, when `destage` is "background". */
+  readonly destager: Destager | null;
 
   /** @internal The shared page of zeros (never written). */
   readonly zeroPage: Uint8Array;
@@ -157,6 +179,9 @@ export class Disk {
     }
     if (opts.executor !== undefined && opts.executor !== "worker" && opts.executor !== "inline") {
       throw invalid(CREATE, `executor ${String(opts.executor)} must be "worker" or "inline"`);
+    }
+    if (opts.destage !== undefined && opts.destage !== "background" && opts.destage !== "inline") {
+      throw invalid(CREATE, `destage ${String(opts.destage)} must be "background" or "inline"`);
     }
     const seed = opts.seed ?? 1;
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw invalid(CREATE, `seed ${String(seed)} must be an integer in 0..4294967295`);
@@ -193,6 +218,9 @@ export class Disk {
     if (!shared && opts.executor === "worker") {
       throw new DioError("ENOTSUP", CREATE, "executor \"worker\" needs shared memory; use \"inline\"");
     }
+    if (!shared && opts.destage === "background") {
+      throw new DioError("ENOTSUP", CREATE, "destage \"background\" needs shared memory; use \"inline\"");
+    }
     let memory: WebAssembly.Memory;
     try {
       memory = new WebAssembly.Memory({ initial: plan.pages, maximum: plan.pages, shared } as WebAssembly.MemoryDescriptor);
@@ -203,7 +231,9 @@ export class Disk {
     writeControlBlock(memory, plan, size, limits);
     const status = core.core_init();
     if (status !== 0) throw new Error(`dioemu: the core refused the control block (${status})`);
-    return new Disk({ size, limits, seed, executor: opts.executor ?? (shared ? "worker" : "inline"), memory, core, plan, latency, completions: opts.completions ?? "drain" });
+    const executor = opts.executor ?? (shared ? "worker" : "inline");
+    const destage = limits.writeCache ? opts.destage ?? (executor === "worker" && cacheBytes >= BACKGROUND_DESTAGE_CACHE_MIN ? "background" : "inline") : "inline";
+    return new Disk({ size, limits, seed, executor, memory, core, plan, latency, completions: opts.completions ?? "drain", destage });
   }
 
   /** Opens an existing image file. File backing arrives with its own issue. */
@@ -325,6 +355,8 @@ export class Disk {
 
   /** Counters since creation. */
   stats(): DiskStats {
+    // Released cache entries count as written back, whether or not the thread got to them yet.
+    if (!this.closed) this.destager?.settle();
     const at = (field: number): number => Number(Atomics.load(this.statView, (field - CTRL.STAT_BIOS) / 8));
     return {
       bios: at(CTRL.STAT_BIOS), splits: at(CTRL.STAT_SPLITS), flushes: at(CTRL.STAT_FLUSHES),
@@ -333,13 +365,33 @@ export class Disk {
     };
   }
 
-  /** Waits for IO in flight, then releases the disk; nothing keeps the process alive after. */
+  /** AIO requests accepted by io_submit and not yet completed (their events not yet posted). */
+  private requestsHeld = 0;
+  private requestsDone: (() => void) | undefined;
+
+  /** @internal io_submit accepted a request for this disk: close() waits until `release()`,
+   *  called once its event is posted. */
+  holdRequest(): () => void {
+    this.requestsHeld++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.requestsHeld === 0) this.requestsDone?.();
+    };
+  }
+
+  /** Waits for IO in flight (AIO requests accepted by io_submit included, through their events),
+   *  then releases the disk; nothing keeps the process alive after. */
   async close(): Promise<void> {
     if (this.closed) return;
-    while (!this.device.idle) {
-      await new Promise<void>((resolve) => { this.device.onIdle = resolve; });
+    while (this.requestsHeld > 0 || !this.device.idle) {
+      if (this.requestsHeld > 0) await new Promise<void>((resolve) => { this.requestsDone = resolve; });
+      else await new Promise<void>((resolve) => { this.device.onIdle = resolve; });
     }
+    this.requestsDone = undefined;
     this.device.onIdle = undefined;
+    await this.destager?.stop();
     this.closed = true;
     // A filesystem still mounted dies with the disk; its flush thread stops.
     this.mounted?.abandon();

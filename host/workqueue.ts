@@ -192,9 +192,13 @@ export class WorkQueue {
     if (this.executor === "inline" || this.destroyed || this.workerFailed) return this.disk.queue.flushWait();
     // The Worker thread is created lazily, by the first flush the queue needs.
     this.flusherStart ??= FlushWorker.start(this.disk, this.name, this.maxActive === 1);
+    // A flush asked for before a power cut that comes while the thread starts covers writes the
+    // cut decided on: it fails, as a flush in flight at the cut does.
+    const cuts = this.disk.crashCount;
     let flusher: FlushWorker;
     try {
       flusher = await this.flusherStart;
+      if (this.disk.crashCount !== cuts) return -ERRNO.EIO;
       if (flusher.failedWith !== undefined) throw flusher.failedWith;
     } catch (error) {
       // A thread that cannot start (no Worker support, a refused script) must not fail every
@@ -318,6 +322,9 @@ export class FlushWorker {
     const fault = device.takeFlushFault();
     return new Promise((resolve) => {
       const seq = Atomics.add(this.words, FLUSH_WORDS.REQUESTED, 1) + 1;
+      // While a flush waits for the thread, the thread keeps the process alive (its answer comes
+      // as a message or a notify); an idle one does not.
+      if (this.pending.length === 0) this.worker.ref();
       this.pending.push({ seq, resolve, status: fault });
       Atomics.add(this.words, FLUSH_WORDS.DOORBELL, 1);
       // A worker that said it sleeps (or is about to) needs the notify. One that has not said so
@@ -369,10 +376,12 @@ export class FlushWorker {
       this.disk.device.traceFlush("C", status);
       p.resolve(status);
     }
+    if (this.pending.length === 0 && !this.stopped) this.worker.unref();
   }
 
   /** Flushes not yet served when the power goes fail with EIO. */
   private powerCut(): void {
+    if (!this.stopped) this.worker.unref();
     for (const p of this.pending.splice(0)) {
       this.disk.device.defer(() => {
         this.disk.device.traceFlush("C", -ERRNO.EIO);
@@ -415,17 +424,27 @@ export class FlushWorker {
 }
 
 /** What this module needs of a Worker, in Node (worker_threads) or a browser. */
-interface WorkerLike {
+export interface WorkerLike {
   onMessage(handler: (served: number) => void): void;
   onError(handler: (error: unknown) => void): void;
   onExit(handler: () => void): void;
-  /** Whether the thread keeps the process alive (Node); a no-op in browsers. */
+  /** The thread keeps the process alive (Node); a no-op in browsers. */
   ref(): void;
+  /** The thread no longer keeps the process alive (Node); a no-op in browsers. */
+  unref(): void;
 }
 
 /** Starts the flush worker script over `memory`; resolves once it reports ready. */
-async function spawnFlushWorker(memory: WebAssembly.Memory, controlOffset: number, name: string): Promise<WorkerLike> {
-  const url = new URL("./flushworker.js", import.meta.url);
+function spawnFlushWorker(memory: WebAssembly.Memory, controlOffset: number, name: string): Promise<WorkerLike> {
+  return spawnCoreWorker(new URL("./flushworker.js", import.meta.url), memory, controlOffset, name);
+}
+
+/**
+ * Starts a worker script that runs its own instance of the core over `memory` (a flush worker,
+ * the destager), with its control words at `controlOffset`; resolves once it reports ready. In
+ * Node the thread does not keep the process alive until ref() is called.
+ */
+export async function spawnCoreWorker(url: URL, memory: WebAssembly.Memory, controlOffset: number, name: string): Promise<WorkerLike> {
   const data = { memory, controlOffset };
   if (typeof process !== "undefined" && process.versions?.node !== undefined) {
     const { Worker } = await import("node:worker_threads");
@@ -434,20 +453,26 @@ async function spawnFlushWorker(memory: WebAssembly.Memory, controlOffset: numbe
     // A queue left running must not keep the process alive (unmount stops it in order).
     worker.unref();
     await new Promise<void>((resolve, reject) => {
-      worker.once("message", (m: unknown) => (m === "ready" ? resolve() : reject(new Error(`dioemu: flush worker said ${String(m)}`))));
+      worker.once("message", (m: unknown) => (m === "ready" ? resolve() : reject(new Error(`dioemu: ${name} worker said ${String(m)}`))));
       worker.once("error", reject);
     });
     return {
-      onMessage: (handler) => worker.on("message", (m: number) => handler(m)),
+      onMessage: (handler) => {
+        worker.on("message", (m: number) => handler(m));
+        // A 'message' listener refs the thread's port again: a thread left running (a queue never
+        // stopped, a disk never closed) must still not keep the process alive.
+        worker.unref();
+      },
       onError: (handler) => worker.on("error", handler),
       onExit: (handler) => worker.once("exit", () => handler()),
       ref: () => worker.ref(),
+      unref: () => worker.unref(),
     };
   }
   const worker = new Worker(url, { type: "module", name });
   worker.postMessage(data);
   await new Promise<void>((resolve, reject) => {
-    worker.onmessage = (e) => (e.data === "ready" ? resolve() : reject(new Error(`dioemu: flush worker said ${String(e.data)}`)));
+    worker.onmessage = (e) => (e.data === "ready" ? resolve() : reject(new Error(`dioemu: ${name} worker said ${String(e.data)}`)));
     worker.onerror = (e) => reject(new Error(e.message));
   });
   let exit: (() => void) | undefined;
@@ -465,5 +490,6 @@ async function spawnFlushWorker(memory: WebAssembly.Memory, controlOffset: numbe
     onError: (handler) => { worker.onerror = (e) => handler(new Error(e.message)); },
     onExit: (handler) => { exit = handler; },
     ref: () => undefined,
+    unref: () => undefined,
   };
 }

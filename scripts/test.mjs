@@ -20,21 +20,32 @@ function findTests(dir) {
 const files = findTests(testDir).filter((file) => !filter || file.includes(filter)).sort();
 const strip = (text) => text.replace(/\x1b\[[0-9;]*m/g, "");
 
+/** A test file still running after this long is killed and counts as failed (a process that
+ *  does not exit is a bug the suite must report, not wait for). */
+const FILE_TIMEOUT_MS = 300_000;
+
 function runFile(file) {
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, [file], { env: { ...process.env, FORCE_COLOR: "0" } });
     let output = "";
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, FILE_TIMEOUT_MS);
     child.stdout.on("data", (chunk) => { output += chunk; });
     child.stderr.on("data", (chunk) => { output += chunk; });
     child.on("close", (code) => {
+      clearTimeout(timer);
+      if (timedOut) output += `\n(killed: still running after ${FILE_TIMEOUT_MS / 1000} s; did the process fail to exit?)\n`;
       const text = strip(output);
       const total = Number(/Total:\s+(\d+)/.exec(text)?.[1] ?? NaN);
       const passed = Number(/Passed:\s+(\d+)/.exec(text)?.[1] ?? NaN);
       let result;
       if (Number.isNaN(total) || Number.isNaN(passed)) result = { passed: 0, failed: 1 };
       else result = { passed, failed: total - passed };
-      if (code !== 0 && result.failed === 0) result.failed = 1;
+      if ((code !== 0 || timedOut) && result.failed === 0) result.failed = 1;
       resolve({ file, code, text, ms: Date.now() - started, ...result });
     });
   });

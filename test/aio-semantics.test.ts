@@ -925,4 +925,58 @@ test("(regression) a sync that straddles a power cut reports EIO, never success:
   }
 });
 
+test("worker executor (regression): a power cut while the flush thread starts fails the flush asked for before it: no event acknowledges data the cut lost", async () => {
+  for (const semantics of ["seed", "merged"] as Semantics[]) {
+    let acknowledgedLost = 0;
+    let failed = 0;
+    for (let seed = 1; seed <= 12; seed++) {
+      const disk = await Disk.create({ size: 16 << 20, seed, executor: "worker" });
+      await mkfs(disk, { blockSize: 4096 });
+      let fs = await mount(disk, { semantics });
+      const fh = await fs.open("f", O_RDWR | O_CREAT | O_DIRECT | O_DSYNC);
+      await fh.write(disk.alloc(4096).fill(0x11), 0, 4096, 0); // allocated and durable
+      const ctx = ioSetup(4);
+      ctx.submit([{ opcode: "pwrite", fh, buf: disk.alloc(4096).fill(0x22), offset: 0 }]);
+      // The data completed and its queued sync asked for the flush thread, which is starting.
+      while (fs.dioQueue === null || fs.dioQueue.flusher === null) await new Promise((resolve) => setImmediate(resolve));
+      const starting = fs.dioQueue.flusher;
+      await disk.crash();
+      const [event] = await ctx.getEvents(1, 1);
+      await starting;
+      fs = await mount(disk, { semantics });
+      const back = disk.alloc(4096);
+      await (await fs.open("f", O_RDWR | O_DIRECT)).read(back, 0, 4096, 0);
+      if (event.res === 4096 && back[0] !== 0x22) acknowledgedLost++;
+      if (event.res === -5) failed++;
+      await fs.unmount();
+      await disk.close();
+    }
+    assert.is(acknowledgedLost, 0, `${semantics}: events of 4096 for writes the power cut lost`);
+    assert.is(failed, 12, `${semantics}: the flush in flight at the cut fails every event with EIO`);
+  }
+});
+
+test("worker executor (regression): a process that leaves a filesystem mounted, its flush thread started, exits on its own (README's example)", () => {
+  const index = JSON.stringify(new URL("../host/index.js", import.meta.url).href);
+  const script = `
+    const { Disk, mkfs, mount, O_RDWR, O_CREAT, O_DIRECT, O_DSYNC, ioSetup } = await import(${index});
+    const disk = await Disk.create({ size: 64 << 20 });
+    await mkfs(disk, { blockSize: 4096 });
+    const fs = await mount(disk);
+    const f = await fs.open("/data", O_RDWR | O_CREAT | O_DIRECT | O_DSYNC);
+    const buf = disk.alloc(1 << 20);
+    await f.write(buf, 0, buf.length, 0);
+    const ctx = ioSetup(32);
+    const bufs = Array.from({ length: 8 }, (_, i) => disk.alloc(4096).fill(i));
+    ctx.submit(bufs.map((buf, i) => ({ opcode: "pwrite", fh: f, buf, offset: i * 8192, data: i })));
+    const events = await ctx.getEvents(8, 8);
+    await ctx.destroy();
+    console.log("flush thread " + (fs.dioQueue.flusher === null ? "not started" : "started") + ", events " + events.map((e) => e.res).join(","));`;
+  const started = Date.now();
+  const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], { timeout: 20000, encoding: "utf8" });
+  assert.is(child.signal, null, `killed after ${Date.now() - started} ms (the process did not exit): ${child.stdout} ${child.stderr}`);
+  assert.is(child.status, 0, child.stderr);
+  assert.ok(child.stdout.includes("flush thread started, events 4096,4096,4096,4096,4096,4096,4096,4096"), child.stdout);
+});
+
 test.run();

@@ -417,4 +417,78 @@ test("the inline executor reproduces a run exactly from its seed: the same trace
   assert.not.equal(c.records, a.records, "another seed times the device differently");
 });
 
+test("io_getevents: a timeout beyond setTimeout's range, or Infinity, waits for the minimum (it does not end at once)", async () => {
+  for (const timeoutMs of [Infinity, 2 ** 31, 30 * 24 * 3600 * 1000]) {
+    const { disk, fh } = await fresh();
+    const ctx = ioSetup(4);
+    let settled = false;
+    const waiting = ctx.getEvents(1, 1, timeoutMs).then((events) => { settled = true; return events; });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.not.ok(settled, `timeout ${timeoutMs}: getEvents returned before any event and before its timeout`);
+    ctx.submit([{ opcode: "pwrite", fh, buf: disk.alloc(4096), offset: 0, data: "late" }]);
+    const events = await waiting;
+    assert.equal(events.map((e) => [e.data, e.res]), [["late", 4096]], `timeout ${timeoutMs}`);
+    await ctx.destroy();
+    await disk.close();
+  }
+});
+
+test("Disk.close() waits for the requests io_submit accepted: their events carry their results, not EIO (both executors)", async () => {
+  for (const executor of ["worker", "inline"] as const) {
+    for (const semantics of ["seed", "merged"] as Semantics[]) {
+      const disk = await Disk.create({ size: 16 << 20, arenaBytes: 4 << 20, cacheBytes: 1 << 20, executor });
+      await mkfs(disk, { blockSize: 4096, inodes: 16 });
+      const fs = await mount(disk, { semantics });
+      const fh = await fs.open("f", O_RDWR | O_CREAT | O_DIRECT | O_DSYNC);
+      const buf = disk.alloc(64 << 10).fill(7);
+      await fh.write(buf, 0, buf.length, 0);
+      const ctx = ioSetup(32);
+      const n = ctx.submit(Array.from({ length: 16 }, (_, i): Iocb => ({ opcode: "pwrite", fh, buf: buf.subarray(i * 4096, (i + 1) * 4096), offset: i * 4096, data: i })));
+      const closed = disk.close();
+      const events = await ctx.getEvents(n, n);
+      await closed;
+      assert.equal([...new Set(events.map((e) => e.res))], [4096], `${executor}/${semantics}: ${events.map((e) => e.res).join(",")}`);
+    }
+  }
+});
+
+test("a mount clock that throws, or returns no finite number, fails no IO: sync and AIO writes complete, times keep their last value, a warning says why", async () => {
+  for (const semantics of ["legacy", "seed", "merged", "iomap"] as Semantics[]) {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => { warnings.push(w.message); };
+    process.on("warning", onWarning);
+    try {
+      const disk = await Disk.create({ size: 8 << 20, arenaBytes: 4 << 20, cacheBytes: 1 << 20, executor: "inline" });
+      await mkfs(disk, { blockSize: 4096, inodes: 16 });
+      let bad: "throw" | "nan" | null = null;
+      const fs = await mount(disk, { semantics, clock: () => {
+        const how = bad;
+        bad = null;
+        if (how === "throw") throw new Error("the clock broke");
+        return how === "nan" ? NaN : 5000;
+      } });
+      const fh = await fs.open("f", O_RDWR | O_CREAT | O_DIRECT);
+      const buf = disk.alloc(8192).fill(1);
+      assert.is((await fh.write(buf, 0, 8192, 0)).bytesWritten, 8192);
+      bad = "throw";
+      assert.is((await fh.write(buf, 0, 4096, 0)).bytesWritten, 4096, `${semantics}: a synchronous write completes`);
+      const ctx = ioSetup(4);
+      bad = "nan";
+      ctx.submit([{ opcode: "pwrite", fh, buf: buf.subarray(0, 4096), offset: 4096, data: "A" }]);
+      const events = await ctx.getEvents(1, 1);
+      assert.equal(events.map((e) => e.res), [4096], `${semantics}: the AIO write's event is posted`);
+      assert.is(fh.inode.dioCount, 0, `${semantics}: i_dio_count dropped`);
+      assert.is((await fh.stat()).mtimeMs, 5000, `${semantics}: the time kept its last good value`);
+      await ctx.destroy();
+      await fs.unmount();
+      await disk.close();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(warnings.some((w) => w.includes("the clock broke")), `${semantics}: ${warnings.join(" | ")}`);
+      assert.ok(warnings.some((w) => w.includes("returned NaN")), `${semantics}: ${warnings.join(" | ")}`);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  }
+});
+
 test.run();

@@ -901,4 +901,29 @@ test("completions \"drain\": a long chain of device steps still lets timers run 
   await disk.close();
 });
 
+test("a deferred completion that throws does not stall the device: the other completions of the step still run (drain and turn)", async () => {
+  for (const completions of ["drain", "turn"] as const) {
+    const thrown: unknown[] = [];
+    const onError = (error: unknown): void => { thrown.push(error); };
+    process.on("uncaughtException", onError);
+    try {
+      const disk = await Disk.create({ size: 1 << 20, completions });
+      const buf = disk.alloc(4096);
+      const past = disk.size / 512; // a bio past the end completes (deferred) with -EIO
+      disk.queue.submitBio({ op: "write", sector: past, segments: [{ buf }], endIo: () => { throw new Error("endIo threw"); } });
+      const other = disk.queue.submitBioWait({ op: "write", sector: past, segments: [{ buf }] });
+      const normal = disk.queue.submitBioWait({ op: "write", sector: 0, segments: [{ buf }] });
+      const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("never completed"), 1000));
+      assert.is(await Promise.race([other, timeout]), -5, `${completions}: the other deferred bio completes`);
+      assert.is(await Promise.race([normal, timeout]), 0, `${completions}: the bio in flight completes`);
+      await disk.close();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.is(thrown.length, 1, `${completions}: the throw surfaced once`);
+      assert.ok(String(thrown[0]).includes("endIo threw"));
+    } finally {
+      process.off("uncaughtException", onError);
+    }
+  }
+});
+
 test.run();

@@ -10,6 +10,7 @@ import {
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork } from "./filesystem.js";
 import type { WriteDone } from "../crash/oracle.js";
+import type { Disk } from "../disk.js";
 
 /** -EIOCBQUEUED: what direct_IO returns for a queued AIO (the legacy caller synced with it). */
 const EIOCBQUEUED = 529;
@@ -39,6 +40,11 @@ export class FileHandle {
   }
 
   /** @internal Whether close() has run. */
+  /** @internal The disk this handle's IO goes to. */
+  ioDisk(): Disk {
+    return this.fs.disk;
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }

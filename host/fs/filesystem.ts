@@ -33,8 +33,38 @@ export interface MountOptions {
    *  generic/ext4/blockdev path that syncs at submission, before the data completed. */
   legacyXfs?: boolean;
   /** The clock of file times (mtimeMs, ctimeMs): default Date.now. A fixed clock makes the image
-   *  a function of the workload alone (the WebAssembly benchmark suite checksums it). */
+   *  a function of the workload alone (the WebAssembly benchmark suite checksums it). A clock
+   *  that throws or returns something other than a finite number fails no IO: the times keep
+   *  their last good value, and a warning (process.emitWarning, or console.warn) says why. */
   clock?: () => number;
+}
+
+/**
+ * The mount's clock as the filesystem calls it: times are set at points where the IO itself is
+ * done (a completion, the end of a write), so a clock that fails must not fail or strand the IO.
+ */
+function timesClock(clock: () => number): () => number {
+  let last = 0;
+  return () => {
+    let now: unknown;
+    try {
+      now = clock();
+    } catch (error) {
+      warn(`the mount's clock threw (${(error as Error)?.message ?? String(error)}); file times keep their last value`);
+      return last;
+    }
+    if (typeof now !== "number" || !Number.isFinite(now)) {
+      warn(`the mount's clock returned ${String(now)}, not a finite number of milliseconds; file times keep their last value`);
+      return last;
+    }
+    last = now;
+    return now;
+  };
+}
+
+function warn(message: string): void {
+  if (typeof process !== "undefined" && typeof process.emitWarning === "function") process.emitWarning(`dioemu: ${message}`);
+  else console.warn(`dioemu: ${message}`);
 }
 
 /** The sync-work record the seed patch attaches to a dsync direct write (spec 3.1b). */
@@ -285,7 +315,7 @@ export async function mount(disk: Disk, opts: MountOptions = {}): Promise<Filesy
   fs.legacyXfs = opts.legacyXfs === true;
   if (opts.clock !== undefined) {
     if (typeof opts.clock !== "function") throw fail("EINVAL", "mount", "clock must be a function returning milliseconds");
-    fs.clock = opts.clock;
+    fs.clock = timesClock(opts.clock);
   }
   fs.load(decoded.inodes);
   disk.mounted = fs;
