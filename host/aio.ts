@@ -11,6 +11,7 @@ import { DioError } from "./errors.js";
 import { O_ACCMODE, O_DIRECT, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC } from "./constants.js";
 import { FileHandle } from "./fs/filehandle.js";
 import { BlockDeviceHandle } from "./bdev.js";
+import type { WriteDone } from "./crash/oracle.js";
 
 /** One request (API.md Iocb). */
 export interface Iocb {
@@ -103,9 +104,17 @@ export class AioContext {
     }
   }
 
+  /** Accepted requests not yet started: io_submit returns first; one microtask starts all that
+   *  were accepted by then, in order. */
+  private toStart: AioRequest[] = [];
+  private readonly startAll = (): void => {
+    const batch = this.toStart;
+    this.toStart = [];
+    for (const request of batch) this.start(request);
+  };
+
   /** Runs one request and posts its event, from the completion path (never io_submit's stack). */
   private run(iocb: Iocb): void {
-    let posted = false;
     const writes = iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
     const direct = (iocb.fh.flags & O_DIRECT) !== 0 && !(iocb.fh instanceof BlockDeviceHandle);
     // The durability oracle sees a direct write from submission to event (a buffered one through
@@ -115,38 +124,29 @@ export class AioContext {
       ? iocb.fh.recordWrite(iocb.offset ?? 0, iocb.opcode === "pwrite" ? [iocb.buf!] : iocb.bufs!, `io_getevents event of iocb data=${String(iocb.data)}`)
       : null;
     // The disk's close() waits for the request until its event is posted.
-    const release = iocb.fh.ioDisk().holdRequest();
-    const complete = (res: number): void => {
-      if (posted) throw new Error("dioemu: an iocb completed twice");
-      posted = true;
-      record?.(res, iocb.fh.writesDsync(iocb.rwFlags ?? 0));
-      this.inflight--;
-      this.post({ data: iocb.data, obj: iocb, res, res2: 0 });
-      release();
-    };
-    // A request that fails before it is queued posts its error as the event; a failure after its
-    // event was posted is a bug, which surfaces as an unhandled rejection.
-    const failed = (error: unknown): void => {
-      if (posted) {
-        void Promise.reject(error);
-        return;
-      }
-      complete(error instanceof DioError ? error.errno : -5);
-    };
-    // Let io_submit return before the request's own completion can run.
-    queueMicrotask(() => {
-      let pending: void | Promise<void>;
-      try {
-        // O_DIRECT on a file: queued when the kernel would queue it (see perform()).
-        pending = direct && (iocb.opcode === "pwrite" || iocb.opcode === "pread")
-          ? iocb.fh.aioDirect(iocb.opcode === "pread" ? "read" : "write", [iocb.buf!], iocb.offset ?? 0, iocb.rwFlags ?? 0, iocb, "io_submit", complete, record)
-          : this.perform(iocb, complete, record);
-      } catch (error) {
-        failed(error);
-        return;
-      }
-      if (pending !== undefined) pending.then(undefined, failed);
-    });
+    const request = new AioRequest(this, iocb, direct, record, iocb.fh.ioDisk().holdRequest());
+    if (this.toStart.push(request) === 1) queueMicrotask(this.startAll);
+  }
+
+  private start(request: AioRequest): void {
+    const iocb = request.iocb;
+    let pending: void | Promise<void>;
+    try {
+      // O_DIRECT on a file: queued when the kernel would queue it (see perform()).
+      pending = request.direct && (iocb.opcode === "pwrite" || iocb.opcode === "pread")
+        ? iocb.fh.aioDirect(iocb.opcode === "pread" ? "read" : "write", [iocb.buf!], iocb.offset ?? 0, iocb.rwFlags ?? 0, iocb, "io_submit", request.complete, request.record)
+        : this.perform(iocb, request.complete, request.record);
+    } catch (error) {
+      request.failed(error);
+      return;
+    }
+    if (pending !== undefined) pending.then(undefined, request.failed);
+  }
+
+  /** @internal aio_complete(): the event of a finished request. */
+  completed(request: AioRequest, res: number): void {
+    this.inflight--;
+    this.post({ data: request.iocb.data, obj: request.iocb, res, res2: 0 });
   }
 
   private async perform(iocb: Iocb, complete: (res: number) => void, record: { place(at: number): void } | null): Promise<void> {
@@ -275,4 +275,36 @@ export function ioSetup(nrEvents: number): AioContext {
     throw new DioError("EINVAL", "io_setup", `nrEvents ${String(nrEvents)} must be an integer in 1..${AIO_EVENTS_MAX}`);
   }
   return new AioContext(nrEvents);
+}
+
+/** One accepted iocb until its event is posted. */
+class AioRequest {
+  private posted = false;
+
+  constructor(
+    private readonly ctx: AioContext,
+    readonly iocb: Iocb,
+    readonly direct: boolean,
+    readonly record: WriteDone | null,
+    private readonly release: () => void,
+  ) {}
+
+  /** Posts the event, once. */
+  readonly complete = (res: number): void => {
+    if (this.posted) throw new Error("dioemu: an iocb completed twice");
+    this.posted = true;
+    this.record?.(res, this.iocb.fh.writesDsync(this.iocb.rwFlags ?? 0));
+    this.ctx.completed(this, res);
+    this.release();
+  };
+
+  /** A request that fails before it is queued posts its error as the event; a failure after its
+   *  event was posted is a bug, which surfaces as an unhandled rejection. */
+  readonly failed = (error: unknown): void => {
+    if (this.posted) {
+      void Promise.reject(error);
+      return;
+    }
+    this.complete(error instanceof DioError ? error.errno : -5);
+  };
 }
