@@ -357,15 +357,25 @@ export class FlushWorker {
 
   /**
    * The device went idle with flushes pending on the thread: the emulated CPU has nothing to run
-   * but what they complete, so wait for the thread here, up to IDLE_WAIT_MS (Atomics.wait on the
-   * served word, which the thread notifies), instead of sleeping in the event loop until the
-   * answer wakes it. Only where this thread may block (Node; never a browser page).
+   * but what they complete, so wait for the thread here, up to IDLE_WAIT_MS (polling the served
+   * word), instead of sleeping in the event loop until the answer wakes it. Only where this
+   * thread may block (Node; never a browser page).
    */
   private waitBriefly(): void {
     if (this.pending.length === 0 || this.stopped) return;
-    const seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
-    if (seen < this.pending[0].seq) Atomics.wait(this.words, FLUSH_WORDS.SERVED, seen, IDLE_WAIT_MS);
-    this.served(Atomics.load(this.words, FLUSH_WORDS.SERVED));
+    // Polled, not slept on: the thread stores SERVED after every flush but notifies only once it
+    // has served every request it saw, so a sleeper would wake after the whole run of flushes,
+    // while a poller takes the first one served, and its completion overlaps the next flushes.
+    const want = this.pending[0].seq;
+    let seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
+    if (seen < want) {
+      const deadline = performance.now() + IDLE_WAIT_MS;
+      for (let polls = 1; seen < want; polls++) {
+        if ((polls & 63) === 0 && performance.now() > deadline) break;
+        seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
+      }
+    }
+    this.served(seen);
   }
 
   private served(served: number): void {

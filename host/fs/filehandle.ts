@@ -486,13 +486,22 @@ export class FileHandle {
     const target = this.dioTarget();
     const dioBits = dioBlockBits(target, buffers, append ? 0 : offset, syscall);
     const dsync = op === "write" && this.isDsync(rwFlags);
-    const total = append || (sem === "seed" && dsync) ? -1 : inPlaceOnePass(fs.disk, buffers, offset, fs.blockSize);
-    const needsQueue = (sem === "merged" && dsync) || (sem === "iomap" && op === "write");
-    const unlock = total <= 0 || (op === "write" ? offset + total > inode.size : offset >= inode.size) ||
-      (needsQueue && fs.dioQueue === null) || this.beforeSubmitterDrop !== undefined || fs.pages.hasDirty(inode.ino)
-      ? null : inode.lock.tryLock();
-    if (unlock === null) return this.aioDirectWaiting(op, buffers, offset, rwFlags, iocb, syscall, post, landed);
-    const call = new AioDirectCall(this, op, buffers, offset, total, dsync, !this.isFullSync(rwFlags), null, syscall, post);
+    const total = append ? -1 : inPlaceOnePass(fs.disk, buffers, offset, fs.blockSize);
+    const needsQueue = dsync ? sem !== "legacy" : sem === "iomap" && op === "write";
+    if (total <= 0 || (op === "write" ? offset + total > inode.size : offset >= inode.size) || inode.lock.locked ||
+      (needsQueue && fs.dioQueue === null) || this.beforeSubmitterDrop !== undefined || fs.pages.hasDirty(inode.ino)) {
+      return this.aioDirectWaiting(op, buffers, offset, rwFlags, iocb, syscall, post, landed);
+    }
+    // The seed's record, before the inode lock as there (3.1).
+    let work: SyncWork | null = null;
+    if (sem === "seed" && dsync) {
+      work = fs.allocSyncWork(inode, offset, syscall);
+      work.iocb = iocb;
+    }
+    // Free when looked at above; a step observer (onDioStep) may have taken it since.
+    const unlock = inode.lock.tryLock();
+    if (unlock === null) return this.aioDirectWaiting(op, buffers, offset, rwFlags, iocb, syscall, post, landed, work);
+    const call = new AioDirectCall(this, op, buffers, offset, total, dsync, !this.isFullSync(rwFlags), work, syscall, post);
     let dio;
     try {
       fs.checkAlive(syscall);
@@ -508,16 +517,29 @@ export class FileHandle {
       }
     } catch (error) {
       unlock();
+      if (work !== null) fs.freeSyncWork(work, inode);
       throw error;
     }
-    if (dio instanceof Promise) return this.aioDirectStarted(call, dio, unlock);
-    return this.aioDirectSubmitted(call, dio, unlock);
+    const next = dio instanceof Promise ? this.aioDirectStarted(call, dio, unlock) : this.aioDirectSubmitted(call, dio, unlock);
+    if (next === undefined || work === null) return next;
+    // As aioDirectWaiting()'s finally: a record no queued completion took is freed at the end.
+    return next.then(() => this.freeUnowned(call), (error: unknown) => {
+      this.freeUnowned(call);
+      throw error;
+    });
+  }
+
+  /** Frees the sync-work record of a request, unless a queued completion owns it. */
+  private freeUnowned(call: AioDirectCall): void {
+    if (call.recordOwned || call.work === null) return;
+    this.fs.freeSyncWork(call.work, this.inode);
+    call.work = null;
   }
 
   /** aioDirect() for a request that may have to wait before its bios go out. */
   private async aioDirectWaiting(
     op: "read" | "write", buffers: Uint8Array[], offset: number, rwFlags: number, iocb: unknown, syscall: string,
-    post: (res: number) => void, landed?: { place(at: number): void } | null,
+    post: (res: number) => void, landed?: { place(at: number): void } | null, allocated: SyncWork | null = null,
   ): Promise<void> {
     const fs = this.fs;
     const inode = this.inode;
@@ -536,8 +558,8 @@ export class FileHandle {
     // Setup that may allocate, before the inode lock: the seed's queue and record for a dsync
     // write (3.1: before is_async is even known), 3.11's queue for an async dsync write (4), and
     // iomap's for every async write (4.14 on: a file with cached pages defers its completion).
-    let work: SyncWork | null = null;
-    if (sem === "seed" && dsync) {
+    let work: SyncWork | null = allocated;
+    if (sem === "seed" && dsync && work === null) {
       if (fs.dioQueue === null) await fs.initDioQueue(syscall);
       work = fs.allocSyncWork(inode, offset, syscall);
       work.iocb = iocb;
@@ -590,7 +612,7 @@ export class FileHandle {
       return await this.aioDirectSubmitted(call, dio, unlock);
     } finally {
       // The record is the queue's once a queued completion owns it; otherwise freed here.
-      if (!call.recordOwned && call.work !== null) fs.freeSyncWork(call.work, inode);
+      this.freeUnowned(call);
     }
   }
 
@@ -630,9 +652,19 @@ export class FileHandle {
         }
         return;
       }
-      // Every bio had completed before the submitter let go: a positive count, completed here.
+      // Every bio had completed before the submitter let go: a positive count, completed here,
+      // and the record freed after the event.
       call.recordOwned = false;
-      return this.completeBySubmitter(call.op, call.bySubmitter, call.offset, call).then(call.post);
+      const completed = this.completeBySubmitter(call.op, call.bySubmitter, call.offset, call).then(call.post);
+      if (call.work === null) return completed;
+      const free = (): void => {
+        if (call.work !== null) fs.freeSyncWork(call.work, inode);
+        call.work = null;
+      };
+      return completed.then(free, (error: unknown) => {
+        free();
+        throw error;
+      });
     }
     return this.aioDirectBySubmitter(call, dio, unlock);
   }
