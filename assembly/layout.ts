@@ -87,6 +87,7 @@ export const CTRL_DESTAGE_TARGET: u32 = 268;    // free-running log position
 export const CTRL_DESTAGE_ENABLED: u32 = 272;   // 0 or 1
 export const CTRL_DESTAGE_BELL: u32 = 276;      // the destager thread sleeps on it (host only)
 export const CTRL_DESTAGE_STOP: u32 = 280;      // 1 asks the destager thread to stop (host only)
+export const CTRL_DESTAGE_SLEEPING: u32 = 284;  // 1 while the destager thread sleeps (host only)
 
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
@@ -304,7 +305,8 @@ export function layoutValue(index: i32): u32 {
     case 120: return CTRL_DESTAGE_ENABLED;
     case 121: return CTRL_DESTAGE_BELL;
     case 122: return CTRL_DESTAGE_STOP;
+    case 123: return CTRL_DESTAGE_SLEEPING;
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 123;
+export const LAYOUT_FIELD_COUNT: i32 = 124;

@@ -11,7 +11,7 @@ import { CTRL, LAYOUT_BASE } from "./layout.js";
 import { spawnCoreWorker, type WorkerLike } from "./workqueue.js";
 
 /** The thread's words, as Int32 indexes from the control block's start. */
-export const DESTAGE_WORDS = { BELL: CTRL.DESTAGE_BELL / 4, STOP: CTRL.DESTAGE_STOP / 4 } as const;
+export const DESTAGE_WORDS = { BELL: CTRL.DESTAGE_BELL / 4, STOP: CTRL.DESTAGE_STOP / 4, SLEEPING: CTRL.DESTAGE_SLEEPING / 4 } as const;
 const TARGET = CTRL.DESTAGE_TARGET / 4;
 const ENABLED = CTRL.DESTAGE_ENABLED / 4;
 
@@ -34,7 +34,7 @@ export class Destager {
   failedWith: unknown;
 
   constructor(private readonly disk: Disk) {
-    this.words = new Int32Array(disk.memory.buffer, LAYOUT_BASE, CTRL.DESTAGE_STOP / 4 + 1);
+    this.words = new Int32Array(disk.memory.buffer, LAYOUT_BASE, CTRL.DESTAGE_SLEEPING / 4 + 1);
     Atomics.store(this.words, ENABLED, 1);
     this.rung = Atomics.load(this.words, TARGET);
     this.poll = () => this.check();
@@ -60,9 +60,11 @@ export class Destager {
     if (Destager.threads) this.starting ??= this.start();
   }
 
+  /** Wakes the thread. A thread that has not said it sleeps looks at the target again after
+   *  saying so (the atomics are sequentially consistent), so only a sleeper needs the notify. */
   private ring(): void {
     Atomics.add(this.words, DESTAGE_WORDS.BELL, 1);
-    Atomics.notify(this.words, DESTAGE_WORDS.BELL);
+    if (Atomics.load(this.words, DESTAGE_WORDS.SLEEPING) !== 0) Atomics.notify(this.words, DESTAGE_WORDS.BELL);
   }
 
   private async start(): Promise<void> {
@@ -98,7 +100,8 @@ export class Destager {
       // Keep the process alive until the thread has exited (it is unref'd while it idles).
       this.worker.ref();
       Atomics.store(this.words, DESTAGE_WORDS.STOP, 1);
-      this.ring();
+      Atomics.add(this.words, DESTAGE_WORDS.BELL, 1);
+      Atomics.notify(this.words, DESTAGE_WORDS.BELL);
       await this.exited;
     }
   }

@@ -12,7 +12,7 @@ interface Start { memory: WebAssembly.Memory; controlOffset: number }
 async function run(start: Start, post: (message: unknown) => void): Promise<void> {
   const core = await instantiateCore(start.memory);
   if (core.core_attach() !== 0) throw new Error("dioemu destager: the disk's control block is not initialised");
-  const words = new Int32Array(start.memory.buffer, start.controlOffset, DESTAGE_WORDS.STOP + 1);
+  const words = new Int32Array(start.memory.buffer, start.controlOffset, DESTAGE_WORDS.SLEEPING + 1);
   post("ready");
   for (;;) {
     // The bell is read before the work is looked at: a release rung after this read changes it,
@@ -20,7 +20,13 @@ async function run(start: Start, post: (message: unknown) => void): Promise<void
     const bell = Atomics.load(words, DESTAGE_WORDS.BELL);
     if (Atomics.load(words, DESTAGE_WORDS.STOP) !== 0) break;
     if (core.dev_destage_released(RUN) > 0) continue;
-    Atomics.wait(words, DESTAGE_WORDS.BELL, bell);
+    // Say so before sleeping, then look once more: a release made before the other side read
+    // SLEEPING shows now; one made after it comes with a notify (and a new bell value).
+    Atomics.store(words, DESTAGE_WORDS.SLEEPING, 1);
+    if (core.dev_destage_released(0) === 0 && Atomics.load(words, DESTAGE_WORDS.STOP) === 0) {
+      Atomics.wait(words, DESTAGE_WORDS.BELL, bell);
+    }
+    Atomics.store(words, DESTAGE_WORDS.SLEEPING, 0);
   }
 }
 

@@ -82,7 +82,7 @@ function views(disk: Disk): DioViews {
 function inArena(disk: Disk, user: Uint8Array): boolean {
   const plan = disk.plan;
   const at = user.byteOffset;
-  return at >= plan.arenaBase && at + user.byteLength <= plan.arenaBase + plan.arenaBytes && user.buffer === views(disk).buffer;
+  return at >= plan.arenaBase && at + user.byteLength <= plan.arenaBase + plan.arenaBytes && user.buffer === disk.buffer;
 }
 
 /**

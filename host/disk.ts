@@ -159,6 +159,7 @@ export class Disk {
     // ZERO_PAGE: what sub-block zeroing writes from, just below the arena (inside the bounds the
     // block layer and the core accept for bio segments, outside what alloc() hands out).
     this.zeroPage = new Uint8Array(init.memory.buffer, init.plan.zeroPageBase, 4096);
+    this.buffer = init.memory.buffer;
     this.destage = init.destage;
     this.destager = init.destage === "background" ? new Destager(this) : null;
   }
@@ -167,6 +168,9 @@ export class Disk {
   readonly destage: "background" | "inline";
   /** @internal The background destager, when `destage` is "background". */
   readonly destager: Destager | null;
+
+  /** @internal The memory's buffer (the memory never grows: its maximum is its size). */
+  readonly buffer: ArrayBufferLike;
 
   /** @internal The shared page of zeros (never written). */
   readonly zeroPage: Uint8Array;
