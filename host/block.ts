@@ -77,14 +77,21 @@ interface PendingBio {
 const TRACE_SYNC = Object.freeze(["SYNC"]) as unknown as string[];
 const TRACE_SYNC_FUA = Object.freeze(["SYNC", "FUA"]) as unknown as string[];
 
+/** Slots [0, SINGLE_SLOTS) of the bvec pool serve bios of one bvec (most direct IO) from a stack;
+ *  the rest of the pool is handed out in ranges. */
+const SINGLE_SLOTS = 1024;
+
 /** The request queue of one disk. */
 export class BlockQueue {
   private readonly bvecs: RangeAllocator;
+  /** Free slots of the single-bvec part of the pool. */
+  private readonly singles: number[] = [];
   private readonly bvecView: Uint32Array;
   private readonly pieceView: Uint32Array;
   private readonly statView: BigUint64Array;
   /** The memory's buffer, read once: it never grows, and the getter is not free on shared memory. */
   private readonly buffer: ArrayBufferLike;
+  private readonly singleSlots: number;
   /** Bios waiting for bvec slots, like submitters sleeping for tags. */
   private readonly waiting: PendingBio[] = [];
 
@@ -98,7 +105,10 @@ export class BlockQueue {
     layout: { bvecBase: number; bvecCapacity: number; pieceBase: number },
     private readonly sectorCount: number,
   ) {
-    this.bvecs = new RangeAllocator(0, layout.bvecCapacity);
+    const singles = Math.min(SINGLE_SLOTS, layout.bvecCapacity >> 4);
+    for (let slot = singles - 1; slot >= 0; slot--) this.singles.push(slot);
+    this.singleSlots = singles;
+    this.bvecs = new RangeAllocator(singles, layout.bvecCapacity - singles);
     this.buffer = memory.buffer;
     this.bvecView = new Uint32Array(memory.buffer, layout.bvecBase, layout.bvecCapacity * (BVEC_SIZE / 4));
     this.pieceView = new Uint32Array(memory.buffer, layout.pieceBase, PIECE_CAPACITY * (PIECE_SIZE / 4));
@@ -257,7 +267,7 @@ export class BlockQueue {
       });
       return;
     }
-    const first = this.bvecs.allocate(count, 1);
+    const first = count === 1 && this.singles.length > 0 ? this.singles.pop()! : this.bvecs.allocate(count, 1);
     if (first < 0) {
       // It waits with its own copy: the caller's table is scratch space for its next mapping.
       if (!bio.owned) {
@@ -355,7 +365,8 @@ export class BlockQueue {
 
   private endBio(bio: PendingBio, status: number, first: number): void {
     if (first >= 0) {
-      this.bvecs.release(first);
+      if (first < this.singleSlots) this.singles.push(first);
+      else this.bvecs.release(first);
       if (this.waiting.length > 0) this.retryWaiting();
     }
     bio.endIo?.(status);

@@ -3,7 +3,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { JobFileError, parseJobFile, type JobSpec } from "./jobfile.js";
-import { runJobs } from "./runner.js";
+import { releaseResults, runJobs } from "./runner.js";
 import { fioJson, fioText } from "./report.js";
 import { runWasmSuite } from "./wasmsuite.js";
 import { SEMANTICS, type Semantics } from "../fs/filesystem.js";
@@ -117,5 +117,6 @@ export async function benchCommand(args: string[], out: (line: string) => void, 
   if (format === "json") out(JSON.stringify(fioJson(results, version()), null, 2));
   else for (const line of fioText(results)) out(line);
   const verifyFailed = results.some((r) => r.verifyErrors.length > 0 || r.errors > 0);
+  releaseResults(results);
   return verifyFailed ? 1 : 0;
 }
