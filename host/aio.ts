@@ -12,6 +12,7 @@ import { O_ACCMODE, O_DIRECT, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC } from "./
 import { FileHandle } from "./fs/filehandle.js";
 import { BlockDeviceHandle } from "./bdev.js";
 import type { WriteDone } from "./crash/oracle.js";
+import type { Disk } from "./disk.js";
 
 /** One request (API.md Iocb). */
 export interface Iocb {
@@ -124,7 +125,9 @@ export class AioContext {
       ? iocb.fh.recordWrite(iocb.offset ?? 0, iocb.opcode === "pwrite" ? [iocb.buf!] : iocb.bufs!, `io_getevents event of iocb data=${String(iocb.data)}`)
       : null;
     // The disk's close() waits for the request until its event is posted.
-    const request = new AioRequest(this, iocb, direct, record, iocb.fh.ioDisk().holdRequest());
+    const disk = iocb.fh.ioDisk();
+    disk.holdRequest();
+    const request = new AioRequest(this, iocb, direct, record, disk);
     if (this.toStart.push(request) === 1) queueMicrotask(this.startAll);
   }
 
@@ -140,7 +143,7 @@ export class AioContext {
       request.failed(error);
       return;
     }
-    if (pending !== undefined) pending.then(undefined, request.failed);
+    if (pending !== undefined) pending.then(undefined, (error: unknown) => request.failed(error));
   }
 
   /** @internal aio_complete(): the event of a finished request. */
@@ -286,7 +289,7 @@ class AioRequest {
     readonly iocb: Iocb,
     readonly direct: boolean,
     readonly record: WriteDone | null,
-    private readonly release: () => void,
+    private readonly disk: Disk,
   ) {}
 
   /** Posts the event, once. */
@@ -295,16 +298,16 @@ class AioRequest {
     this.posted = true;
     this.record?.(res, this.iocb.fh.writesDsync(this.iocb.rwFlags ?? 0));
     this.ctx.completed(this, res);
-    this.release();
+    this.disk.releaseRequest();
   };
 
   /** A request that fails before it is queued posts its error as the event; a failure after its
    *  event was posted is a bug, which surfaces as an unhandled rejection. */
-  readonly failed = (error: unknown): void => {
+  failed(error: unknown): void {
     if (this.posted) {
       void Promise.reject(error);
       return;
     }
     this.complete(error instanceof DioError ? error.errno : -5);
-  };
+  }
 }

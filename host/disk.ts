@@ -373,16 +373,14 @@ export class Disk {
   private requestsHeld = 0;
   private requestsDone: (() => void) | undefined;
 
-  /** @internal io_submit accepted a request for this disk: close() waits until `release()`,
-   *  called once its event is posted. */
-  holdRequest(): () => void {
+  /** @internal io_submit accepted a request for this disk: close() waits for it until
+   *  releaseRequest(), called once, when its event is posted. */
+  holdRequest(): void {
     this.requestsHeld++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      if (--this.requestsHeld === 0) this.requestsDone?.();
-    };
+  }
+  /** @internal See holdRequest(). */
+  releaseRequest(): void {
+    if (--this.requestsHeld === 0) this.requestsDone?.();
   }
 
   /** Waits for IO in flight (AIO requests accepted by io_submit included, through their events),

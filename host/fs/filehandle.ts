@@ -12,6 +12,10 @@ import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork 
 import type { WriteDone } from "../crash/oracle.js";
 import type { Disk } from "../disk.js";
 
+/** dioStart() options, shared (never written). */
+const WRITE_THROUGH = Object.freeze({ writeThrough: true });
+const PLAIN = Object.freeze({});
+
 /** -EIOCBQUEUED: what direct_IO returns for a queued AIO (the legacy caller synced with it). */
 const EIOCBQUEUED = 529;
 import { PAGE_BYTES, bitCount, type Page } from "./pagecache.js";
@@ -510,7 +514,7 @@ export class FileHandle {
       for (const user of buffers) segments.push({ user, addr: user.byteOffset });
       inode.dioBegin();
       try {
-        dio = dioStart(target, op, segments, offset, dioBits, syscall, call.onComplete, { writeThrough: sem === "iomap" && dsync && call.datasync });
+        dio = dioStart(target, op, segments, offset, dioBits, syscall, call.onComplete, sem === "iomap" && dsync && call.datasync ? WRITE_THROUGH : PLAIN);
       } catch (error) {
         inode.dioEnd();
         throw error;
