@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { closeSync, constants, mkdtempSync, openSync, promises as fsp, readFileSync, rmSync, writeSync, type PathLike } from "node:fs";
 import { join } from "node:path";
 import { parseJobFile, type JobSpec } from "../host/bench/jobfile.js";
-import { runJob } from "../host/bench/runner.js";
+import { releaseResults, runJob } from "../host/bench/runner.js";
 import { shippedJobFiles } from "../host/bench/command.js";
 
 const args = process.argv.slice(2);
@@ -27,7 +27,9 @@ async function dioemu(spec: JobSpec): Promise<Figure> {
   const seconds = r.runtimeMs / 1000;
   const ios = r.read.ios + r.write.ios;
   const main = r.write.ios >= r.read.ios ? r.write : r.read;
-  return { iops: ios / seconds, p99us: main.clat.getValueAtPercentile(99) / 1000, mibs: (r.read.bytes + r.write.bytes) / seconds / (1 << 20) };
+  const figure = { iops: ios / seconds, p99us: main.clat.getValueAtPercentile(99) / 1000, mibs: (r.read.bytes + r.write.bytes) / seconds / (1 << 20) };
+  releaseResults([r]);
+  return figure;
 }
 
 function haveFio(): boolean {

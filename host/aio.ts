@@ -105,15 +105,6 @@ export class AioContext {
     }
   }
 
-  /** Accepted requests not yet started: io_submit returns first; one microtask starts all that
-   *  were accepted by then, in order. */
-  private toStart: AioRequest[] = [];
-  private readonly startAll = (): void => {
-    const batch = this.toStart;
-    this.toStart = [];
-    for (const request of batch) this.start(request);
-  };
-
   /** Runs one request and posts its event, from the completion path (never io_submit's stack). */
   private run(iocb: Iocb): void {
     const writes = iocb.opcode === "pwrite" || iocb.opcode === "pwritev";
@@ -128,10 +119,11 @@ export class AioContext {
     const disk = iocb.fh.ioDisk();
     disk.holdRequest();
     const request = new AioRequest(this, iocb, direct, record, disk);
-    if (this.toStart.push(request) === 1) queueMicrotask(this.startAll);
+    if (toStart.push(request) === 1) queueMicrotask(startAll);
   }
 
-  private start(request: AioRequest): void {
+  /** @internal Starts an accepted request (from startAll()). */
+  start(request: AioRequest): void {
     const iocb = request.iocb;
     let pending: void | Promise<void>;
     try {
@@ -280,12 +272,24 @@ export function ioSetup(nrEvents: number): AioContext {
   return new AioContext(nrEvents);
 }
 
+/**
+ * Accepted requests of every context not yet started, in io_submit order: io_submit returns
+ * first, then one microtask starts every request accepted by then, in the order they were
+ * submitted (across contexts too, as io_submit submits before it returns).
+ */
+let toStart: AioRequest[] = [];
+function startAll(): void {
+  const batch = toStart;
+  toStart = [];
+  for (const request of batch) request.ctx.start(request);
+}
+
 /** One accepted iocb until its event is posted. */
 class AioRequest {
   private posted = false;
 
   constructor(
-    private readonly ctx: AioContext,
+    readonly ctx: AioContext,
     readonly iocb: Iocb,
     readonly direct: boolean,
     readonly record: WriteDone | null,

@@ -79,6 +79,8 @@ export class Destager {
     }
     this.exited = new Promise((resolve) => worker.onExit(() => resolve()));
     worker.onError((error) => { this.failedWith = error; });
+    // It posts nothing; a browser worker's end comes as a message, which this handler sees.
+    worker.onMessage(() => undefined);
     this.worker = worker;
     // Whatever was released while the thread started.
     if (!this.stopped) this.ring();

@@ -385,15 +385,25 @@ export class Disk {
 
   /** Waits for IO in flight (AIO requests accepted by io_submit included, through their events),
    *  then releases the disk; nothing keeps the process alive after. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    // Every caller waits for the one closing.
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+  private closing: Promise<void> | undefined;
+
+  private async closeOnce(): Promise<void> {
     while (this.requestsHeld > 0 || !this.device.idle) {
       if (this.requestsHeld > 0) await new Promise<void>((resolve) => { this.requestsDone = resolve; });
       else await new Promise<void>((resolve) => { this.device.onIdle = resolve; });
     }
     this.requestsDone = undefined;
     this.device.onIdle = undefined;
-    await this.destager?.stop();
+    if (this.destager !== null) {
+      await this.destager.stop();
+      // What was released counts as written back, wherever the thread stopped (stats()).
+      this.destager.settle();
+    }
     this.closed = true;
     // A filesystem still mounted dies with the disk; its flush thread stops.
     this.mounted?.abandon();

@@ -452,7 +452,7 @@ test("Disk.close() waits for the requests io_submit accepted: their events carry
   }
 });
 
-test("a mount clock that throws, or returns no finite number, fails no IO: sync and AIO writes complete, times keep their last value, a warning says why", async () => {
+test("a mount clock that throws, or returns no finite number, fails no IO: sync and AIO writes complete, the times it would set keep their values, a warning says why", async () => {
   for (const semantics of ["legacy", "seed", "merged", "iomap"] as Semantics[]) {
     const warnings: string[] = [];
     const onWarning = (w: Error): void => { warnings.push(w.message); };
@@ -478,9 +478,15 @@ test("a mount clock that throws, or returns no finite number, fails no IO: sync 
       const events = await ctx.getEvents(1, 1);
       assert.equal(events.map((e) => e.res), [4096], `${semantics}: the AIO write's event is posted`);
       assert.is(fh.inode.dioCount, 0, `${semantics}: i_dio_count dropped`);
-      assert.is((await fh.stat()).mtimeMs, 5000, `${semantics}: the time kept its last good value`);
+      assert.is((await fh.stat()).mtimeMs, 5000, `${semantics}: the time kept its value`);
       await ctx.destroy();
       await fs.unmount();
+      // Mounted again with a clock that never works: the file's times stay those it had.
+      const again = await mount(disk, { semantics, clock: () => { throw new Error("the clock broke"); } });
+      const fh2 = await again.open("f", O_RDWR | O_DIRECT);
+      assert.is((await fh2.write(buf, 0, 4096, 0)).bytesWritten, 4096);
+      assert.is((await fh2.stat()).mtimeMs, 5000, `${semantics}: a clock that never read leaves the times as they were`);
+      await again.unmount();
       await disk.close();
       await new Promise((resolve) => setImmediate(resolve));
       assert.ok(warnings.some((w) => w.includes("the clock broke")), `${semantics}: ${warnings.join(" | ")}`);
@@ -489,6 +495,35 @@ test("a mount clock that throws, or returns no finite number, fails no IO: sync 
       process.off("warning", onWarning);
     }
   }
+});
+
+test("io_submit order holds across contexts: requests submitted in one tick start in submission order", async () => {
+  const { disk, fh } = await fresh();
+  await fh.write(disk.alloc(1 << 20), 0, 1 << 20, 0);
+  const c1 = ioSetup(8);
+  const c2 = ioSetup(8);
+  const trace = disk.startTrace();
+  const w = (offset: number, data: string): Iocb => ({ opcode: "pwrite", fh, buf: disk.alloc(4096), offset, data });
+  c1.submit([w(0, "a")]);
+  c2.submit([w(8192, "b")]);
+  c1.submit([w(16384, "c")]);
+  await c1.getEvents(2, 2);
+  await c2.getEvents(1, 1);
+  const queued = trace.stop().filter((r) => r.action === "Q" && r.op === "write").map((r) => r.sector);
+  assert.is(queued.length, 3);
+  assert.equal(queued.map((s) => (s - queued[0]) / 8), [0, 2, 4], `bios queued at sectors ${queued.join(" ")} (a, b, c expected)`);
+  await disk.close();
+});
+
+test("Disk.close() called twice while a request is in flight: both calls return", async () => {
+  const { disk, fh } = await fresh();
+  const ctx = ioSetup(4);
+  ctx.submit([{ opcode: "pwrite", fh, buf: disk.alloc(4096), offset: 0 }]);
+  const first = disk.close().then(() => "closed");
+  const second = disk.close().then(() => "closed");
+  const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("pending after 2 s"), 2000));
+  assert.equal(await Promise.all([Promise.race([first, timeout]), Promise.race([second, timeout])]), ["closed", "closed"]);
+  assert.equal((await ctx.getEvents(1, 1)).map((e) => e.res), [4096]);
 });
 
 test.run();

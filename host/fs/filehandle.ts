@@ -282,7 +282,7 @@ export class FileHandle {
     } finally {
       fs.unreserve(steps.reduce((sum, step) => sum + bitCount(step.need), 0));
     }
-    inode.mtimeMs = inode.ctimeMs = this.fs.clock();
+    fs.stampTimes(inode);
     fs.touchTimes(inode);
     if (fs.pages.dirtyPages > fs.pages.dirtyLimitPages) await fs.writebackInode(inode, syscall);
     return copied;
@@ -434,7 +434,7 @@ export class FileHandle {
       }
       fs.invalidateRange(inode, from, done);
       if (done > 0) {
-        inode.mtimeMs = inode.ctimeMs = this.fs.clock();
+        fs.stampTimes(inode);
         fs.touchTimes(inode);
       }
       if (at === null) this.position = from + done;
@@ -557,6 +557,8 @@ export class FileHandle {
     const sem = fs.semantics;
     const extending = op === "write" && (append || offset + total > inode.size);
     if (total === 0 || extending || !onePass(fs.disk, buffers, offset, fs.blockSize)) {
+      // (A record the no-await path allocated goes: the synchronous call makes its own.)
+      if (allocated !== null) fs.freeSyncWork(allocated, inode);
       return this.aioSynchronous(op, buffers, offset, rwFlags, syscall, post, landed);
     }
     // Setup that may allocate, before the inode lock: the seed's queue and record for a dsync
@@ -717,7 +719,7 @@ export class FileHandle {
     const inode = this.inode;
     fs.invalidateRange(inode, offset, r.result);
     if (r.ret > 0) {
-      inode.mtimeMs = inode.ctimeMs = this.fs.clock();
+      fs.stampTimes(inode);
       fs.touchTimes(inode);
     }
     fs.dioStep("end_io", inode, offset, r.ret);

@@ -34,30 +34,30 @@ export interface MountOptions {
   legacyXfs?: boolean;
   /** The clock of file times (mtimeMs, ctimeMs): default Date.now. A fixed clock makes the image
    *  a function of the workload alone (the WebAssembly benchmark suite checksums it). A clock
-   *  that throws or returns something other than a finite number fails no IO: the times keep
-   *  their last good value, and a warning (process.emitWarning, or console.warn) says why. */
+   *  that throws or returns something other than a finite number fails no IO: the times it would
+   *  have set keep their values (a new file's are 0), and a warning (process.emitWarning, or
+   *  console.warn) says why. */
   clock?: () => number;
 }
 
 /**
  * The mount's clock as the filesystem calls it: times are set at points where the IO itself is
  * done (a completion, the end of a write), so a clock that fails must not fail or strand the IO.
+ * A failure reads as NaN: the times it would have set stay as they were (stampTimes()).
  */
 function timesClock(clock: () => number): () => number {
-  let last = 0;
   return () => {
     let now: unknown;
     try {
       now = clock();
     } catch (error) {
-      warn(`the mount's clock threw (${(error as Error)?.message ?? String(error)}); file times keep their last value`);
-      return last;
+      warn(`the mount's clock threw (${(error as Error)?.message ?? String(error)}); file times keep their values`);
+      return NaN;
     }
     if (typeof now !== "number" || !Number.isFinite(now)) {
-      warn(`the mount's clock returned ${String(now)}, not a finite number of milliseconds; file times keep their last value`);
-      return last;
+      warn(`the mount's clock returned ${String(now)}, not a finite number of milliseconds; file times keep their values`);
+      return NaN;
     }
-    last = now;
     return now;
   };
 }
@@ -357,8 +357,14 @@ export class Filesystem {
   private readonly memory: WebAssembly.Memory;
   /** The superblock's id (s_id), named in its "dio/<id>" queue. */
   readonly id = `dioemu${++mountSerial}`;
-  /** @internal See MountOptions.clock. */
+  /** @internal See MountOptions.clock: milliseconds, or NaN when the mount's clock failed. */
   clock: () => number = Date.now;
+
+  /** @internal mtime and ctime to now; unchanged when the mount's clock failed. */
+  stampTimes(inode: Inode): void {
+    const now = this.clock();
+    if (!Number.isNaN(now)) inode.mtimeMs = inode.ctimeMs = now;
+  }
   /** @internal See MountOptions.legacyXfs. */
   legacyXfs = false;
   /** @internal The direct-IO completion queue: the seed's s_dio_flush_wq ("dio-sync", max_active
@@ -602,7 +608,9 @@ export class Filesystem {
     while (ino <= this.geometry.inodeCount && this.inodes.has(ino)) ino++;
     if (ino > this.geometry.inodeCount) throw fail("ENOSPC", syscall, `no free inode: all ${this.geometry.inodeCount} are in use`);
     if (this.disk.core.fs_inode_init(ino) !== 0) throw new Error(`dioemu: core inode slot ${ino} is not free`);
-    const now = this.clock();
+    const reading = this.clock();
+    // A new file's times: the clock's, or 0 when the mount's clock fails (it has no earlier ones).
+    const now = Number.isNaN(reading) ? 0 : reading;
     const inode = new Inode(ino, 0, now, now, name);
     this.inodes.set(ino, inode);
     this.names.set(name, inode);
@@ -665,7 +673,7 @@ export class Filesystem {
         this.touchData(inode);
       }
       if (inode.name !== null) this.recorder?.truncate?.(inode.name, size);
-      inode.mtimeMs = inode.ctimeMs = this.clock();
+      this.stampTimes(inode);
       this.touchTimes(inode);
     });
   }
