@@ -2,14 +2,13 @@
 // disk's shared memory and writes back the cache entries the device released, a run at a time,
 // then sleeps on the bell until the host rings it for the next release. It stops when asked.
 import { instantiateCore } from "./core.js";
+import { bootCoreWorker, type CoreWorkerStart } from "./workerboot.js";
 import { DESTAGE_WORDS } from "./destager.js";
 
 /** Entries written back between two looks at the stop word. */
 const RUN = 64;
 
-interface Start { memory: WebAssembly.Memory; controlOffset: number }
-
-async function run(start: Start, post: (message: unknown) => void): Promise<void> {
+async function run(start: CoreWorkerStart, post: (message: unknown) => void): Promise<void> {
   const core = await instantiateCore(start.memory);
   if (core.core_attach() !== 0) throw new Error("dioemu destager: the disk's control block is not initialised");
   const words = new Int32Array(start.memory.buffer, start.controlOffset, DESTAGE_WORDS.SLEEPING + 1);
@@ -30,15 +29,4 @@ async function run(start: Start, post: (message: unknown) => void): Promise<void
   }
 }
 
-const inNode = typeof process !== "undefined" && process.versions?.node !== undefined;
-if (inNode) {
-  const { parentPort, workerData } = await import("node:worker_threads");
-  if (parentPort === null) throw new Error("dioemu destager: not started as a worker thread");
-  await run(workerData as Start, (m) => parentPort.postMessage(m));
-} else {
-  const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown): void };
-  scope.onmessage = (e: MessageEvent) => {
-    scope.onmessage = null;
-    void run(e.data as Start, (m) => scope.postMessage(m)).then(() => scope.postMessage("exit"));
-  };
-}
+await bootCoreWorker("destager", run);

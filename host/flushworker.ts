@@ -3,14 +3,13 @@
 // every flush request made so far with one cache flush (mark, then destage, under the device lock)
 // and reports how many it served. It stops when asked, after the queue has drained.
 import { instantiateCore } from "./core.js";
+import { bootCoreWorker, type CoreWorkerStart } from "./workerboot.js";
 import { FLUSH_WORDS } from "./workqueue.js";
 
 /** About 50-100 microseconds of polling on these machines. */
 const SPINS_BEFORE_WAIT = 20000;
 
-interface Start { memory: WebAssembly.Memory; controlOffset: number }
-
-async function run(start: Start, post: (message: unknown) => void): Promise<void> {
+async function run(start: CoreWorkerStart, post: (message: unknown) => void): Promise<void> {
   const core = await instantiateCore(start.memory);
   if (core.core_attach() !== 0) throw new Error("dioemu flush worker: the disk's control block is not initialised");
   const words = new Int32Array(start.memory.buffer, start.controlOffset, 16);
@@ -54,15 +53,4 @@ async function run(start: Start, post: (message: unknown) => void): Promise<void
   }
 }
 
-const inNode = typeof process !== "undefined" && process.versions?.node !== undefined;
-if (inNode) {
-  const { parentPort, workerData } = await import("node:worker_threads");
-  if (parentPort === null) throw new Error("dioemu flush worker: not started as a worker thread");
-  await run(workerData as Start, (m) => parentPort.postMessage(m));
-} else {
-  const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown): void };
-  scope.onmessage = (e: MessageEvent) => {
-    scope.onmessage = null;
-    void run(e.data as Start, (m) => scope.postMessage(m)).then(() => scope.postMessage("exit"));
-  };
-}
+await bootCoreWorker("flush worker", run);

@@ -4,6 +4,7 @@
 // per-iocb RWF_DSYNC making a write durable before its event.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { throwsDioError } from "./util/errors.js";
 import { Disk, DioError, ioSetup, mkfs, mount, O_CREAT, O_DIRECT, O_DSYNC, O_RDONLY, O_RDWR, RWF_DSYNC, type Iocb, type Semantics } from "../host/index.js";
 
 async function fresh(seed = 1, latency?: { writeMin: number; writeMax: number }) {
@@ -14,17 +15,7 @@ async function fresh(seed = 1, latency?: { writeMin: number; writeMax: number })
   return { disk, fs, fh };
 }
 
-function rejectsWith(fn: () => unknown, code: string, words: string): void {
-  try {
-    fn();
-  } catch (error) {
-    assert.instance(error, DioError);
-    assert.is((error as DioError).code, code, (error as DioError).message);
-    assert.ok((error as DioError).message.includes(words), (error as DioError).message);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
+const rejectsWith = throwsDioError;
 
 test("io_setup refuses a context of no events", () => {
   rejectsWith(() => ioSetup(0), "EINVAL", "nrEvents 0");

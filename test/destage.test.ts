@@ -5,26 +5,15 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { Disk, DioError, O_DIRECT, O_RDWR } from "../host/index.js";
+import { Disk, O_DIRECT, O_RDWR } from "../host/index.js";
+import { rejectsDioError } from "./util/errors.js";
 import { Destager } from "../host/destager.js";
 
 const MIB = 1 << 20;
 
-async function refused(made: Promise<unknown>, code: string, words: string): Promise<void> {
-  try {
-    await made;
-  } catch (error) {
-    assert.instance(error, DioError);
-    assert.is((error as DioError).code, code, (error as DioError).message);
-    assert.ok((error as DioError).message.includes(words), (error as DioError).message);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
-
 test("destage: options are checked, and the default follows the executor and the cache's size", async () => {
-  await refused(Disk.create({ size: 16 * MIB, destage: "sometimes" as never }), "EINVAL", "destage sometimes");
-  await refused(Disk.create({ size: 16 * MIB, sharedMemory: false, destage: "background" }), "ENOTSUP", "shared memory");
+  await rejectsDioError(Disk.create({ size: 16 * MIB, destage: "sometimes" as never }), "EINVAL", "destage sometimes");
+  await rejectsDioError(Disk.create({ size: 16 * MIB, sharedMemory: false, destage: "background" }), "ENOTSUP", "shared memory");
   const cases: [Parameters<typeof Disk.create>[0], string][] = [
     [{ size: 16 * MIB, cacheBytes: 8 * MIB, executor: "worker" }, "background"],
     [{ size: 16 * MIB, cacheBytes: 4 * MIB, executor: "worker" }, "inline"],
