@@ -4,7 +4,7 @@
 // completed by then. Reads overlay the newest cached version of each sector on the image.
 // see: Documentation/block/writeback_cache_control.rst for what FLUSH and FUA promise.
 import {
-  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DESTAGE_ENABLED, CTRL_DESTAGE_TARGET, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
+  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DESTAGE_CLAIM, CTRL_DESTAGE_ENABLED, CTRL_DESTAGE_TARGET, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
   CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES, CTRL_STAT_FLUSHES,
   CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
   EINVAL, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
@@ -179,11 +179,16 @@ function destageOldest(room: bool): void {
       <i32>(load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - pos) > 0;
     const write = room && !covered ? mask & ~newerSectors(newest, pos) : mask;
     if (write != 0) copyMaskToImage(line, write, entryData(pos));
-    statSub(CTRL_STAT_DIRTY_BYTES, <u64>popcnt(mask) << SECTOR_SHIFT);
-    statAdd(CTRL_STAT_DESTAGED_BYTES, <u64>popcnt(write) << SECTOR_SHIFT);
+    countDestaged(mask, write);
   }
   if (indexed && newest == pos) indexDelete(slot);
   store<u32>(ctrlAddr(CTRL_CACHE_TAIL), pos + 1);
+}
+
+/** The counters of an entry taken out of the log: `mask` no longer dirty, `written` on the media. */
+@inline function countDestaged(mask: u32, written: u32): void {
+  statSub(CTRL_STAT_DIRTY_BYTES, <u64>popcnt(mask) << SECTOR_SHIFT);
+  statAdd(CTRL_STAT_DESTAGED_BYTES, <u64>popcnt(written) << SECTOR_SHIFT);
 }
 
 /** Appends one line's part of a write to the log, destaging the oldest entry when full. */
@@ -195,6 +200,17 @@ function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void
   if (iterFault) return;
   publishEntry(pos, line, ((1 << count) - 1) << firstInLine, writeId);
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), pos + 1);
+}
+
+/**
+ * Under the lock, before a request that may need `entries` log entries: when the log has less
+ * room and the destager thread is writing entries back outside the lock (a claim), waits for it
+ * to retire them (letting go of the lock meanwhile, and before any of the request's own entries
+ * go in, so a request is never split around another thread's step). Afterwards no claim can
+ * start until this thread lets go of the lock, so appends may destage as they always did.
+ */
+function roomFor(entries: u32): void {
+  if (cacheSlots - (cacheHead() - cacheTail()) < entries) waitUnclaimed();
 }
 
 /**
@@ -262,7 +278,9 @@ function sectorSource(line: u32, newest: u32, inLine: u32): usize {
 // every entry but the newest quarter's is released (the target moves), and a released entry goes
 // to the image whole, whoever takes it out. So the image and the cache at any device step do not
 // depend on how far the other thread got: a power cut first writes back what is released (as the
-// destager would have), then decides the rest by its seeded coins.
+// destager would have), then decides the rest by its seeded coins. The destager copies a claimed
+// run of entries outside the lock (destageClaimed()); everything that takes entries out of the log
+// or writes the media over cached lines waits for the claim to end first (waitUnclaimed()).
 
 /** Under the lock, after an append: moves the target when the unreleased part of the log passed
  *  three quarters of it. Only when the host enabled background destaging. */
@@ -272,6 +290,27 @@ function releaseForDestage(): void {
   let from = load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET));
   if (<i32>(cacheTail() - from) > 0) from = cacheTail();
   if (head - from > cacheSlots - (cacheSlots >> 2)) store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), head - (cacheSlots >> 2));
+}
+
+/** Entries [tail, claim) are being written back by the destager thread, outside the lock. */
+@inline function claimActive(): bool {
+  return <i32>(load<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM)) - cacheTail()) > 0;
+}
+
+/**
+ * Under the lock: waits until no entry is claimed, letting go of the lock meanwhile (the thread
+ * retires its claim under it). Whatever takes entries out of the log, or writes the media over
+ * cached lines, calls this first, so it never overlaps the thread's copies.
+ */
+function waitUnclaimed(): void {
+  while (claimActive()) {
+    unlockDevice();
+    // A claim is a short run of copies: poll until it is retired, then take the lock again.
+    while (<i32>(atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL))) > 0) {
+      // spin
+    }
+    lockDevice();
+  }
 }
 
 /** The released entries still in the log; under the lock. */
@@ -290,12 +329,51 @@ export function destageReleased(budget: u32): u32 {
   let left: i32 = 0;
   for (;;) {
     lockDevice();
+    waitUnclaimed();
     left = releasedLeft();
     if (left == 0 || done == budget) break;
     destageOldest(false);
     unlockDevice();
     done++;
   }
+  unlockDevice();
+  return <u32>left;
+}
+
+/**
+ * The destager thread's write-back: claims up to `budget` released entries under the lock, copies
+ * them to the media without it (a claimed entry stays in the log, indexed, so reads still find it
+ * there; nothing else takes it out or writes its sectors meanwhile, see waitUnclaimed()), then
+ * retires them under the lock, whole, as destageOldest() would. Returns the released entries left.
+ */
+export function destageClaimed(budget: u32): u32 {
+  lockDevice();
+  const tail = cacheTail();
+  let count = <u32>releasedLeft();
+  if (count > budget) count = budget;
+  if (count == 0 || claimActive()) {
+    unlockDevice();
+    return count;
+  }
+  store<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM), tail + count);
+  unlockDevice();
+  for (let i: u32 = 0; i < count; i++) {
+    const header = entryAddr(tail + i);
+    const mask = load<u32>(header + ENTRY_MASK);
+    if (mask != 0) copyMaskToImage(load<u32>(header + ENTRY_LINE), mask, entryData(tail + i));
+  }
+  lockDevice();
+  for (let i: u32 = 0; i < count; i++) {
+    const pos = tail + i;
+    const header = entryAddr(pos);
+    const line = load<u32>(header + ENTRY_LINE);
+    const mask = load<u32>(header + ENTRY_MASK);
+    if (mask != 0) countDestaged(mask, mask);
+    const slot = indexProbe(line);
+    if (load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line && load<u32>(indexSlotAddr(slot) + INDEX_POS) == pos) indexDelete(slot);
+  }
+  store<u32>(ctrlAddr(CTRL_CACHE_TAIL), tail + count);
+  const left = releasedLeft();
   unlockDevice();
   return <u32>left;
 }
@@ -319,6 +397,8 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
   lockDevice();
   if (!hasCache() || fua) {
     if (hasCache()) {
+      // The media is written over cached lines: not while the thread copies some of them.
+      waitUnclaimed();
       let s = sector;
       const end = sector + sectors;
       while (s < end) {
@@ -336,6 +416,7 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
     const writeId = nextWriteId();
     let s = sector;
     const end = sector + sectors;
+    roomFor((end - 1) / SECTORS_PER_LINE - sector / SECTORS_PER_LINE + 1);
     while (s < end && !iterFault) {
       const inLine = s % SECTORS_PER_LINE;
       if (inLine == 0 && end - s >= 2 * SECTORS_PER_LINE) {
@@ -413,6 +494,7 @@ export function flushMark(): u32 {
 /** Completes a flush issued at `mark`: everything logged before it becomes durable. */
 export function flushCommit(mark: u32): void {
   lockDevice();
+  waitUnclaimed();
   // The tail may already be past the mark (a crash or a later flush did the work).
   while (<i32>(mark - cacheTail()) > 0) destageOldest(false);
   unlockDevice();
@@ -438,6 +520,7 @@ export function survives(seed: u32, writeId: u32, sector: u32, torn: bool): bool
  */
 export function crashCache(seed: u32, torn: bool): void {
   lockDevice();
+  waitUnclaimed();
   // What was released is written back first, as the destager would have (see above).
   while (releasedLeft() > 0) destageOldest(false);
   const head = cacheHead();
@@ -467,6 +550,7 @@ export function crashInflightWrite(sector: u32, sectors: u32, index: u32, done: 
   if (!bvecRangeValid(index, done, sectors << SECTOR_SHIFT)) return -EINVAL;
   iterStart(index, done);
   lockDevice();
+  waitUnclaimed();
   const writeId = nextWriteId();
   for (let i: u32 = 0; i < sectors && !iterFault; i++) {
     if (survives(seed, writeId, sector + i, torn)) iterCopyOut(sectorAddr(sector + i), SECTOR_BYTES);
@@ -482,5 +566,6 @@ export function deviceReset(): void {
   store<u32>(ctrlAddr(CTRL_CACHE_TAIL), 0);
   store<u32>(ctrlAddr(CTRL_FLUSH_ISSUED), 0);
   store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), 0);
+  store<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM), 0);
   if (cacheSlots != 0) indexClear();
 }

@@ -12,7 +12,7 @@ import { splitBio, splitTailStatus } from "./blk";
 import * as fs from "./fs";
 import * as dio from "./dio";
 import {
-  crashCache, crashInflightWrite, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
+  crashCache, crashInflightWrite, destageClaimed, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
 } from "./device";
 
 /** Number of layout fields the host compares. */
@@ -72,6 +72,10 @@ export function dev_flush_commit(mark: u32): void {
 /** Writes back up to `budget` released cache entries; returns how many remain released. */
 export function dev_destage_released(budget: u32): u32 {
   return destageReleased(budget);
+}
+/** The destager thread's write-back of up to `budget` released entries, copied outside the lock. */
+export function dev_destage_claimed(budget: u32): u32 {
+  return destageClaimed(budget);
 }
 export function dev_crash_cache(seed: u32, torn: bool): void {
   crashCache(seed, torn);

@@ -88,6 +88,7 @@ export const CTRL_DESTAGE_ENABLED: u32 = 272;   // 0 or 1
 export const CTRL_DESTAGE_BELL: u32 = 276;      // the destager thread sleeps on it (host only)
 export const CTRL_DESTAGE_STOP: u32 = 280;      // 1 asks the destager thread to stop (host only)
 export const CTRL_DESTAGE_SLEEPING: u32 = 284;  // 1 while the destager thread sleeps (host only)
+export const CTRL_DESTAGE_CLAIM: u32 = 288;     // log entries [tail, claim) are being written back
 
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
@@ -306,7 +307,8 @@ export function layoutValue(index: i32): u32 {
     case 121: return CTRL_DESTAGE_BELL;
     case 122: return CTRL_DESTAGE_STOP;
     case 123: return CTRL_DESTAGE_SLEEPING;
+    case 124: return CTRL_DESTAGE_CLAIM;
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 124;
+export const LAYOUT_FIELD_COUNT: i32 = 125;

@@ -1,8 +1,10 @@
 // Background destaging: a Worker thread, with its own instance of the core over the disk's shared
 // memory, writes back the volatile cache's entries that the device released (assembly/device.ts,
 // "background destaging"), so that the thread submitting IO does not pay for the write-back
-// copies once the cache is full. What is released, and that a released entry is written back
-// whole, is decided by the device on the submitting thread; the thread only does the work sooner.
+// copies once the cache is full. It claims a run of released entries under the device lock,
+// copies them without it, and retires them under it (assembly/device.ts destageClaimed()). What
+// is released, and that a released entry is written back whole, is decided by the device on the
+// submitting thread; the thread only does the work sooner.
 // So nothing observable depends on its timing: reads see the newest version either way, a power cut
 // first writes back what is released, stats() too, and a flush or an append that needs room takes
 // released entries the same way the thread would.
