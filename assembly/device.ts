@@ -305,12 +305,25 @@ function releaseForDestage(): void {
 function waitUnclaimed(): void {
   while (claimActive()) {
     unlockDevice();
-    // A claim is a short run of copies: poll until it is retired, then take the lock again.
-    while (<i32>(atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL))) > 0) {
-      // spin
+    // A claim is a short run of copies: poll until it is retired, then take the lock again. A
+    // claimant that died is given up by its host (destageAbandon()); one that never comes back
+    // traps here, as an abandoned lock does, rather than hanging the thread.
+    for (let spins: u32 = 0; <i32>(atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL))) > 0; spins++) {
+      if (spins == LOCK_SPINS_MAX) unreachable();
     }
     lockDevice();
   }
+}
+
+/**
+ * The destager thread died (its host saw it go): a claim it left is given up. Its entries are
+ * still in the log, released, and are written back whole again by whoever takes them out: the
+ * copy is the same bytes to the same place, so a partial one leaves nothing wrong behind.
+ */
+export function destageAbandon(): void {
+  lockDevice();
+  if (claimActive()) store<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM), cacheTail());
+  unlockDevice();
 }
 
 /** The released entries still in the log; under the lock. */

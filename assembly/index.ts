@@ -12,7 +12,7 @@ import { splitBio, splitTailStatus } from "./blk";
 import * as fs from "./fs";
 import * as dio from "./dio";
 import {
-  crashCache, crashInflightWrite, destageClaimed, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
+  crashCache, crashInflightWrite, destageAbandon, destageClaimed, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
 } from "./device";
 
 /** Number of layout fields the host compares. */
@@ -76,6 +76,10 @@ export function dev_destage_released(budget: u32): u32 {
 /** The destager thread's write-back of up to `budget` released entries, copied outside the lock. */
 export function dev_destage_claimed(budget: u32): u32 {
   return destageClaimed(budget);
+}
+/** The destager thread died: a claim it left is given up (its entries are written back again). */
+export function dev_destage_abandon(): void {
+  destageAbandon();
 }
 export function dev_crash_cache(seed: u32, torn: bool): void {
   crashCache(seed, torn);

@@ -79,13 +79,27 @@ export class Destager {
       this.failedWith = error;
       return;
     }
-    this.exited = new Promise((resolve) => worker.onExit(() => resolve()));
-    worker.onError((error) => { this.failedWith = error; });
+    this.exited = new Promise((resolve) => worker.onExit(() => {
+      // A thread that ends before it was asked to may have left a claim: give it up.
+      if (!this.stopped) this.disk.core.dev_destage_abandon();
+      resolve();
+    }));
+    worker.onError((error) => {
+      this.failedWith = error;
+      this.disk.core.dev_destage_abandon();
+    });
     // It posts nothing; a browser worker's end comes as a message, which this handler sees.
     worker.onMessage(() => undefined);
     this.worker = worker;
     // Whatever was released while the thread started.
     if (!this.stopped) this.ring();
+  }
+
+  /** @internal Test hook: ends the thread as its crash would (no stop asked). */
+  async kill(): Promise<void> {
+    await this.starting;
+    this.worker?.terminate();
+    await this.exited;
   }
 
   /** Writes back, on this thread, everything released (before counters are read). */

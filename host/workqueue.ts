@@ -442,6 +442,8 @@ export interface WorkerLike {
   ref(): void;
   /** The thread no longer keeps the process alive (Node); a no-op in browsers. */
   unref(): void;
+  /** Ends the thread at once, wherever it is. */
+  terminate(): void;
 }
 
 /** Starts the flush worker script over `memory`; resolves once it reports ready. */
@@ -477,6 +479,7 @@ export async function spawnCoreWorker(url: URL, memory: WebAssembly.Memory, cont
       onExit: (handler) => worker.once("exit", () => handler()),
       ref: () => worker.ref(),
       unref: () => worker.unref(),
+      terminate: () => void worker.terminate(),
     };
   }
   const worker = new Worker(url, { type: "module", name });
@@ -501,5 +504,9 @@ export async function spawnCoreWorker(url: URL, memory: WebAssembly.Memory, cont
     onExit: (handler) => { exit = handler; },
     ref: () => undefined,
     unref: () => undefined,
+    terminate: () => {
+      worker.terminate();
+      exit?.();
+    },
   };
 }
