@@ -426,10 +426,11 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
     }
     iterCopyOut(sectorAddr(sector), sectors << SECTOR_SHIFT);
   } else {
-    const writeId = nextWriteId();
-    let s = sector;
     const end = sector + sectors;
     roomFor((end - 1) / SECTORS_PER_LINE - sector / SECTORS_PER_LINE + 1);
+    // After the wait (which may let go of the lock): ids go to the log in the order they are drawn.
+    const writeId = nextWriteId();
+    let s = sector;
     while (s < end && !iterFault) {
       const inLine = s % SECTORS_PER_LINE;
       if (inLine == 0 && end - s >= 2 * SECTORS_PER_LINE) {
