@@ -7,6 +7,7 @@
 //   so that the first rows do not pay for it; and each row runs 2,000 untimed writes at its depth
 //   before it is timed (fio's ramp_time: the flush thread starts, the row's path warms up).
 // usage: node dist/bench/aio.bench.js [--smoke] [--no-fio] [--executor inline|worker] [--semantics S]
+//        [--destage background|inline]   (who writes the cache back; default: the disk's default)
 //        [--ops N]   (writes per row; default 100000)
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -19,11 +20,16 @@ const option = (name: string): string | undefined => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const executor = (option("--executor") ?? "worker") as "inline" | "worker";
+const destage = option("--destage") as "background" | "inline" | undefined;
 const onlySemantics = option("--semantics") as Semantics | undefined;
 const opsOption = option("--ops");
 const OPS = smoke ? 400 : opsOption !== undefined ? Number(opsOption) : 100000;
 if (!Number.isInteger(OPS) || OPS < 1) {
   console.error(`aio.bench: --ops ${String(opsOption)} must be a positive integer`);
+  process.exit(2);
+}
+if (destage !== undefined && destage !== "background" && destage !== "inline") {
+  console.error(`aio.bench: --destage ${String(destage)} must be background or inline`);
   process.exit(2);
 }
 const FILE_BYTES = 64 << 20;
@@ -44,7 +50,7 @@ function fnv1a(bytes: Uint8Array, hash = 0x811c9dc5): number {
 }
 
 async function run(semantics: Semantics, dsync: boolean, depth: number, ops = OPS): Promise<Result> {
-  const disk = await Disk.create({ size: 96 << 20, cacheBytes: 16 << 20, arenaBytes: 4 << 20, executor, latency: { writeMin: 1, writeMax: 1, flushMin: 1, flushMax: 1 } });
+  const disk = await Disk.create({ size: 96 << 20, cacheBytes: 16 << 20, arenaBytes: 4 << 20, executor, destage, latency: { writeMin: 1, writeMax: 1, flushMin: 1, flushMax: 1 } });
   await mkfs(disk, { blockSize: 4096, inodes: 16 });
   const fs = await mount(disk, { semantics });
   const fh = await fs.open("rand", O_RDWR | O_CREAT | O_DIRECT | (dsync ? O_DSYNC : 0));

@@ -55,6 +55,13 @@ test("floor benchmark smoke run validates its last write through the real read p
   assert.match(result.stdout, /floor of a 4 KiB random O_DIRECT write \(core calls, one promise each\): [\d.]+ us, [\d,]+ IOPS/);
 });
 
+test("AIO benchmark: --destage other than background or inline is refused with exit 2, naming the value", () => {
+  const script = fileURLToPath(new URL("../bench/aio.bench.js", import.meta.url));
+  const result = spawnSync(process.execPath, [script, "--destage", "sometimes", "--no-fio"], { encoding: "utf8", timeout: 60000 });
+  assert.is(result.status, 2, `${result.stdout}${result.stderr}`);
+  assert.ok(result.stderr.includes("--destage sometimes"), result.stderr);
+});
+
 test("AIO benchmark: --ops that is not a positive integer is refused with exit 2, naming the value", () => {
   const script = fileURLToPath(new URL("../bench/aio.bench.js", import.meta.url));
   for (const bad of ["0", "-5", "1.5", "many"]) {
