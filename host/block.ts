@@ -9,7 +9,7 @@ import {
   BIO_ATOMIC, BIO_BYTES_MAX, BIO_FUA, BIO_NOWAIT, BIO_PREFLUSH, BIO_SYNC, BIO_VECS_MAX, BVEC_SIZE,
   CTRL, LAYOUT_BASE, OP_READ, OP_WRITE, PIECE_CAPACITY, PIECE_SIZE,
 } from "./layout.js";
-import type { Device } from "./device.js";
+import type { Device, DeviceRequest } from "./device.js";
 import type { Tracer } from "./trace.js";
 import type { QueueLimits } from "./limits.js";
 import { RangeAllocator } from "./ranges.js";
@@ -56,21 +56,55 @@ function invalid(message: string): DioError {
   return new DioError("EINVAL", SYSCALL, message);
 }
 
-/** A checked bio on its way to the device: its bvecs as `count` (address, length) pairs from
- *  pair `vecFirst` of `vecs` (a table the caller may reuse once start() returns, unless `owned`). */
-interface PendingBio {
-  op: "read" | "write";
-  sector: number;
-  bits: number;
-  bytes: number;
-  vecs: Uint32Array;
-  vecFirst: number;
-  count: number;
-  /** `vecs` belongs to this bio (not a caller's scratch table). */
-  owned: boolean;
-  /** What the trace shows. */
-  flags: string[];
-  endIo: ((status: number) => void) | undefined;
+/** Who a bio of the direct-IO engine completes to (struct dio's bio_end_io). */
+export interface BioOwner {
+  bioDone(status: number): void;
+}
+
+/**
+ * A checked bio on its way to the device: its bvecs as `count` (address, length) pairs from pair
+ * `vecFirst` of `vecs` (a table the caller may reuse once start() returns, unless `owned`). A bio
+ * that goes out as one piece (most direct IO) is also that piece's device request: one object
+ * from submission to completion, with no closure.
+ */
+class PendingBio implements DeviceRequest {
+  // The device request of the bio's one piece (set by start()).
+  kind: "read" | "write";
+  sectors = 0;
+  bvecIndex = 0;
+  bvecDone = 0;
+  fua = false;
+  /** What the trace shows for the piece at the device. */
+  flags: string[] = NO_FLAGS;
+  dueTick = 0;
+  order = 0;
+  flushMark = 0;
+  /** The first bvec slot it holds in the pool, or -1. */
+  first = -1;
+
+  constructor(
+    private readonly queue: BlockQueue,
+    readonly op: "read" | "write",
+    public sector: number,
+    readonly bits: number,
+    readonly bytes: number,
+    public vecs: Uint32Array,
+    public vecFirst: number,
+    readonly count: number,
+    /** `vecs` belongs to this bio (not a caller's scratch table). */
+    public owned: boolean,
+    /** What the trace shows for the bio. */
+    readonly bioFlags: string[],
+    readonly endIo: ((status: number) => void) | undefined,
+    readonly owner: BioOwner | undefined,
+  ) {
+    this.kind = op;
+  }
+
+  /** The device completed the bio's one piece. */
+  done(status: number): void {
+    this.queue.endBio(this, status, this.first);
+  }
 }
 
 /** Trace flags of the direct-IO engine's bios, shared by their records, so frozen. */
@@ -144,10 +178,7 @@ export class BlockQueue {
         vecs[i * 2 + 1] = seg.length ?? seg.buf.byteLength - offset;
       });
     }
-    this.start({
-      op: bio.op, sector: bio.sector, bits, bytes, vecs, vecFirst: 0, count: vecs.length >> 1, owned: true,
-      flags: traceFlags(bio.flags), endIo,
-    });
+    this.start(new PendingBio(this, bio.op, bio.sector, bits, bytes, vecs, 0, vecs.length >> 1, true, traceFlags(bio.flags), endIo, undefined));
   }
 
   /**
@@ -156,12 +187,10 @@ export class BlockQueue {
    * built and checked them (inside the arena, logical-block multiples, at most BIO_MAX_VECS).
    * `vecs` may be reused once this returns.
    */
-  submitMapped(op: "read" | "write", sector: number, fua: boolean, vecs: Uint32Array, vecFirst: number, count: number, bytes: number, endIo: (status: number) => void): void {
+  submitMapped(op: "read" | "write", sector: number, fua: boolean, vecs: Uint32Array, vecFirst: number, count: number, bytes: number, owner: BioOwner): void {
     const write = op === "write";
-    this.start({
-      op, sector, bits: write ? (fua ? BIO_SYNC | BIO_FUA : BIO_SYNC) : 0, bytes, vecs, vecFirst, count, owned: false,
-      flags: write ? (fua ? TRACE_SYNC_FUA : TRACE_SYNC) : NO_FLAGS, endIo,
-    });
+    this.start(new PendingBio(this, op, sector, write ? (fua ? BIO_SYNC | BIO_FUA : BIO_SYNC) : 0, bytes, vecs, vecFirst, count, false,
+      write ? (fua ? TRACE_SYNC_FUA : TRACE_SYNC) : NO_FLAGS, undefined, owner));
   }
 
   /** @internal A flush bio (REQ_PREFLUSH with no data) from inside dioemu, and its status: what
@@ -255,40 +284,26 @@ export class BlockQueue {
   }
 
   private start(bio: PendingBio): void {
-    const { bytes, bits, count, flags } = bio;
-    const sectors = bytes >> SECTOR_SHIFT;
+    const { bytes, bits, count } = bio;
     // see: bio_check_eod(): checked here in full precision (the core sees 32-bit sectors).
     if (bio.sector + bytes / SECTOR_BYTES > this.sectorCount) {
-      Atomics.add(this.statView, 0, 1n);
-      this.tracer.emit("Q", bio.op, bio.sector, sectors, flags, this.device.now);
-      this.device.defer(() => {
-        this.tracer.emit("C", bio.op, bio.sector, sectors, flags, this.device.now, -5);
-        bio.endIo?.(-5);
-      });
+      this.failBeyondEnd(bio);
       return;
     }
     const first = count === 1 && this.singles.length > 0 ? this.singles.pop()! : this.bvecs.allocate(count, 1);
     if (first < 0) {
-      // It waits with its own copy: the caller's table is scratch space for its next mapping.
-      if (!bio.owned) {
-        bio.vecs = bio.vecs.slice(bio.vecFirst * 2, (bio.vecFirst + count) * 2);
-        bio.vecFirst = 0;
-        bio.owned = true;
-      }
-      this.waiting.push(bio);
+      this.waitForSlots(bio);
       return;
     }
+    bio.first = first;
     const view = this.bvecView;
     const src = bio.vecs;
     for (let i = 0, from = bio.vecFirst * 2, to = first * 2; i < count * 2; i++) view[to + i] = src[from + i];
-    this.tracer.emit("Q", bio.op, bio.sector, sectors, flags, this.device.now);
+    this.tracer.emit("Q", bio.op, bio.sector, bytes >> SECTOR_SHIFT, bio.bioFlags, this.device.now);
     const isWrite = bio.op === "write";
     const pieces = this.core.blk_split(isWrite ? OP_WRITE : OP_READ, bits, bio.sector, first, count, 0, bytes, 0);
     if (pieces < 0) {
-      this.device.defer(() => {
-        this.tracer.emit("C", bio.op, bio.sector, sectors, flags, this.device.now, pieces);
-        this.endBio(bio, pieces, first);
-      });
+      this.failSplit(bio, pieces);
       return;
     }
     const cached = this.limits.writeCache;
@@ -296,16 +311,58 @@ export class BlockQueue {
     const fuaNative = fua && this.limits.fua;
     const preflush = isWrite && cached && (bits & BIO_PREFLUSH) !== 0;
     const tailStatus = this.core.blk_split_tail_status();
-    const pv = this.pieceView;
-    // The common case: one piece, no flush to sequence around it.
+    // The common case: one piece, no flush to sequence around it. The bio is its request.
     if (pieces === 1 && tailStatus === 0 && !preflush && fua === fuaNative) {
-      this.device.dispatch({
-        kind: bio.op, sector: pv[0], sectors: pv[1], bvecIndex: pv[2], bvecDone: pv[3], fua: fuaNative,
-        flags: pieceFlagsOf(flags, fuaNative),
-        done: (status) => this.endBio(bio, status, first),
-      });
+      const pv = this.pieceView;
+      bio.sector = pv[0];
+      bio.sectors = pv[1];
+      bio.bvecIndex = pv[2];
+      bio.bvecDone = pv[3];
+      bio.fua = fuaNative;
+      bio.flags = pieceFlagsOf(bio.bioFlags, fuaNative);
+      this.device.dispatch(bio);
       return;
     }
+    this.startPieces(bio, pieces, tailStatus, fua, fuaNative, preflush);
+  }
+
+  /** A bio past the end of the device: queued, then completed with EIO (nothing moves). */
+  private failBeyondEnd(bio: PendingBio): void {
+    const sectors = bio.bytes >> SECTOR_SHIFT;
+    Atomics.add(this.statView, 0, 1n);
+    this.tracer.emit("Q", bio.op, bio.sector, sectors, bio.bioFlags, this.device.now);
+    this.device.defer(() => {
+      this.tracer.emit("C", bio.op, bio.sector, sectors, bio.bioFlags, this.device.now, -5);
+      this.endBio(bio, -5, -1);
+    });
+  }
+
+  /** No bvec slots free: the bio waits, with its own copy of its bvecs (the caller's table is
+   *  scratch space for its next mapping). */
+  private waitForSlots(bio: PendingBio): void {
+    if (!bio.owned) {
+      bio.vecs = bio.vecs.slice(bio.vecFirst * 2, (bio.vecFirst + bio.count) * 2);
+      bio.vecFirst = 0;
+      bio.owned = true;
+    }
+    this.waiting.push(bio);
+  }
+
+  /** The split refused the bio: it completes with that error. */
+  private failSplit(bio: PendingBio, status: number): void {
+    const sectors = bio.bytes >> SECTOR_SHIFT;
+    this.device.defer(() => {
+      this.tracer.emit("C", bio.op, bio.sector, sectors, bio.bioFlags, this.device.now, status);
+      this.endBio(bio, status, bio.first);
+    });
+  }
+
+  /** A bio split into several pieces, or sequenced around a flush (PREFLUSH, emulated FUA). */
+  private startPieces(bio: PendingBio, pieces: number, tailStatus: number, fua: boolean, fuaNative: boolean, preflush: boolean): void {
+    const flags = bio.bioFlags;
+    const first = bio.first;
+    const sectors = bio.bytes >> SECTOR_SHIFT;
+    const pv = this.pieceView;
     // Read the pieces out now: the piece table is scratch space for the next split.
     const requests: { sector: number; sectors: number; index: number; done: number }[] = [];
     for (let k = 0; k < pieces; k++) {
@@ -363,13 +420,15 @@ export class BlockQueue {
     }
   }
 
-  private endBio(bio: PendingBio, status: number, first: number): void {
+  /** @internal The bio is done: its bvec slots go back to the pool, then its completion runs. */
+  endBio(bio: PendingBio, status: number, first: number): void {
     if (first >= 0) {
       if (first < this.singleSlots) this.singles.push(first);
       else this.bvecs.release(first);
       if (this.waiting.length > 0) this.retryWaiting();
     }
-    bio.endIo?.(status);
+    if (bio.owner !== undefined) bio.owner.bioDone(status);
+    else bio.endIo?.(status);
   }
 
   /** Starts the bios that waited for bvec slots, in arrival order, while slots last. */

@@ -249,7 +249,7 @@ export class Device {
           // complete was in flight at the cut, and its data may be gone with the cache.
           const reported = this.powerCycles === cycle ? statuses[i] : -ERRNO.EIO;
           this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, reported);
-          runReporting(() => request.done(reported));
+          completeReporting(request, reported);
         }
       } finally {
         // Nothing stays referenced from the reused batch.
@@ -276,6 +276,7 @@ export class Device {
 
   /** The -errno of the first fault rule that matches `request` (using one of its times), or 0. */
   private injectedFault(request: DeviceRequest): number {
+    if (this.faults.length === 0) return 0;
     const index = this.faults.findIndex((rule) => rule.op === request.kind && (request.kind === "flush" ||
       (request.sector < rule.sector + rule.sectors && rule.sector < request.sector + request.sectors)));
     if (index < 0) return 0;
@@ -328,6 +329,15 @@ export class Device {
  * surfaces (thrown again from a microtask, as an uncaught exception), and the rest of the step
  * still runs, so no other request is left without its completion.
  */
+/** runReporting() of a request's completion, without a closure per request. */
+function completeReporting(request: DeviceRequest, status: number): void {
+  try {
+    request.done(status);
+  } catch (error) {
+    queueMicrotask(() => { throw error; });
+  }
+}
+
 function runReporting(callback: () => void): void {
   try {
     callback();

@@ -7,6 +7,7 @@ import type { Disk } from "./disk.js";
 import { DioError } from "./errors.js";
 import { DIO_BIO, DIO_BIO_CAPACITY, DIO_BIO_SIZE, DIO_BVEC_CAPACITY, DIO_CALL_BYTES_MAX, DIO_IOV_CAPACITY, BVEC_SIZE, OP_READ, OP_WRITE } from "./layout.js";
 import type { Semantics } from "./fs/filesystem.js";
+import type { BioOwner } from "./block.js";
 
 export const ENOTBLK = 15;
 const STOP_EOF = 1;
@@ -226,7 +227,7 @@ export function dioRun(
         reject(error);
       };
       try {
-        const started = dioStart(target, op, segments, from, dioBits, syscall, complete, options);
+        const started = dioStart(target, op, segments, from, dioBits, syscall, { dioComplete: complete }, options);
         if (started instanceof Promise) started.then(submitted, failed);
         else submitted(started);
       } catch (error) {
@@ -312,6 +313,12 @@ export interface DioResult {
   fua: boolean;
 }
 
+/** Who a direct IO completes to: dio_complete()'s caller (the submitter's wait, or the AIO
+ *  request). `fromBio` is true when a bio's completion dropped the last reference. */
+export interface DioCompletion {
+  dioComplete(result: DioResult, fromBio: boolean): void;
+}
+
 /**
  * One direct IO in flight: the submitter's reference plus one per bio (struct dio's refcount).
  * Whoever drops the last reference completes it (spec 2.12): the submitter, when every bio has
@@ -338,10 +345,8 @@ export interface DioInFlight {
  */
 export function dioStart(
   target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
-  syscall: string, complete: (result: DioResult, fromBio: boolean) => void, options: DioOptions = {},
+  syscall: string, complete: DioCompletion, options: DioOptions = {},
 ): DioInFlight | Promise<DioInFlight> {
-  const { disk } = target;
-  const core = disk.core;
   // Nothing maps or goes to the device for a filesystem or device that lost power meanwhile.
   target.alive(syscall);
   // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
@@ -350,43 +355,65 @@ export function dioStart(
   if (nonEmpty !== segments.length) segments = segments.filter((seg) => seg.user.byteLength > 0);
   if (segments.length === 0) return new InFlight(complete, 0, 0, 0, false, op, offset, 0);
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
-  const { iov } = views(disk);
   const iSizeAtSubmit = target.size();
   const legacyBuilder = target.semantics === "legacy" || target.semantics === "seed";
   const skipHoles = !target.skipHoles ? SKIP_HOLES_NONE : legacyBuilder ? SKIP_HOLES_310 : SKIP_HOLES_4X;
   const builder = legacyBuilder ? BUILDER_3X : BUILDER_VECS;
   const opCode = op === "write" ? OP_WRITE : OP_READ;
   const blocks = offset / (1 << dioBits);
-  // The iov table, the mapping state and the bio tables are the disk's, shared by every call: they
-  // are filled, mapped and read out with no await in between.
-  const map = (): number => {
-    for (let i = 0; i < segments.length; i++) {
-      iov[i * 2] = segments[i].addr;
-      iov[i * 2 + 1] = segments[i].user.byteLength;
-    }
-    return core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, blocks, iSizeAtSubmit, skipHoles, builder);
-  };
-  const submitError = map();
+  const submitError = mapPass(target, opCode, segments, dioBits, blocks, iSizeAtSubmit, skipHoles, builder);
   if (submitError === -28 && op === "write" && (target.mayReclaim?.() ?? true)) {
     // ENOSPC: a commit may free blocks. Other calls may map while it runs, so the pass is mapped
     // again afterwards, whatever the commit freed (ENOSPC again if nothing).
-    return target.reclaim(syscall).then(() => {
-      target.alive(syscall);
-      return submitMapped(target, op, offset, map(), iSizeAtSubmit, complete, options);
-    });
+    return reclaimAndRemap(target, op, segments, offset, dioBits, syscall, complete, options, iSizeAtSubmit, skipHoles, builder);
   }
   return submitMapped(target, op, offset, submitError, iSizeAtSubmit, complete, options);
 }
 
-/** struct dio: the references, the IO error, and what dio_complete() reports. */
-class InFlight implements DioInFlight {
+/** dioStart() after ENOSPC: a commit, then the same pass mapped again (apart, so that the common
+ *  call allocates no closure context). */
+async function reclaimAndRemap(
+  target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number, syscall: string,
+  complete: DioCompletion, options: DioOptions, iSize: number, skipHoles: number, builder: number,
+): Promise<DioInFlight> {
+  await target.reclaim(syscall);
+  target.alive(syscall);
+  const again = mapPass(target, op === "write" ? OP_WRITE : OP_READ, segments, dioBits, offset / (1 << dioBits), iSize, skipHoles, builder);
+  return submitMapped(target, op, offset, again, iSize, complete, options);
+}
+
+/**
+ * Runs the core's mapping loop over `segments`. The iov table, the mapping state and the bio
+ * tables are the disk's, shared by every call: they are filled, mapped and read out with no await
+ * in between.
+ */
+function mapPass(
+  target: DioTarget, opCode: number, segments: DioSegment[], dioBits: number, blocks: number, iSize: number,
+  skipHoles: number, builder: number,
+): number {
+  const { iov } = views(target.disk);
+  for (let i = 0; i < segments.length; i++) {
+    iov[i * 2] = segments[i].addr;
+    iov[i * 2 + 1] = segments[i].user.byteLength;
+  }
+  return target.disk.core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, blocks, iSize, skipHoles, builder);
+}
+
+/** struct dio: the references, the IO error, and what dio_complete() reports (it is its own
+ *  DioResult once complete: one object per call). */
+class InFlight implements DioInFlight, DioResult, BioOwner {
   refs = 1;
   ioError = 0;
+  // The DioResult, set when the last reference drops.
+  ret = 0;
+  stop = 0;
+  eof = false;
   constructor(
-    private readonly complete: (result: DioResult, fromBio: boolean) => void,
+    private readonly complete: DioCompletion,
     readonly submitError: number,
     readonly result: number,
-    private readonly stop: number,
+    /** The mapping loop's stop: STOP_EOF, -ENOTBLK (a hole), or 0. */
+    private readonly mapStop: number,
     readonly fua: boolean,
     private readonly op: "read" | "write",
     private readonly offset: number,
@@ -395,7 +422,7 @@ class InFlight implements DioInFlight {
   ) {}
 
   get holeAt(): boolean {
-    return this.stop === -ENOTBLK;
+    return this.mapStop === -ENOTBLK;
   }
 
   drop(): void {
@@ -410,25 +437,29 @@ class InFlight implements DioInFlight {
 
   private release(fromBio: boolean): void {
     if (this.refs <= 0) throw new Error("dioemu: a direct IO's reference dropped twice");
-    if (--this.refs === 0) this.complete(this.finish(), fromBio);
+    if (--this.refs === 0) {
+      this.finish();
+      this.complete.dioComplete(this, fromBio);
+    }
   }
 
   /** dio_complete()'s result. */
-  private finish(): DioResult {
+  private finish(): void {
     let transferred = this.result;
     // A read cut short by EOF reports what lies before EOF, though whole blocks were read.
     if (this.op === "read" && this.offset + transferred > this.end) transferred = Math.max(0, this.end - this.offset);
     // dio_complete(): the submission error, then page errors (none here), then the IO error,
     // then the count.
-    const ret = this.submitError !== 0 ? this.submitError : this.ioError !== 0 ? this.ioError : transferred;
-    return { ret, result: this.result, stop: this.stop === -ENOTBLK ? -ENOTBLK : 0, eof: this.stop === STOP_EOF, fua: this.fua };
+    this.ret = this.submitError !== 0 ? this.submitError : this.ioError !== 0 ? this.ioError : transferred;
+    this.stop = this.mapStop === -ENOTBLK ? -ENOTBLK : 0;
+    this.eof = this.mapStop === STOP_EOF;
   }
 }
 
 /** After the mapping loop: read its outcome and submit its bios, each holding a reference. */
 function submitMapped(
   target: DioTarget, op: "read" | "write", offset: number, submitError: number, iSizeAtSubmit: number,
-  complete: (result: DioResult, fromBio: boolean) => void, options: DioOptions,
+  complete: DioCompletion, options: DioOptions,
 ): DioInFlight {
   const { disk } = target;
   const core = disk.core;
@@ -449,12 +480,11 @@ function submitMapped(
   // straight from the core's tables: the block layer copies what it keeps before returning.
   const { bvecs, bios } = views(disk);
   dio.refs += bioCount;
-  const bioDone = (status: number): void => dio.bioDone(status);
   for (let k = 0; k < bioCount; k++) {
     const at = k * DIO_BIO_SIZE;
     disk.queue.submitMapped(op, bios.getUint32(at + DIO_BIO.SECTOR, true), fua, bvecs,
       bios.getUint32(at + DIO_BIO.BVEC_FIRST, true), bios.getUint32(at + DIO_BIO.BVEC_COUNT, true),
-      bios.getUint32(at + DIO_BIO.BYTES, true), bioDone);
+      bios.getUint32(at + DIO_BIO.BYTES, true), dio);
   }
   return dio;
 }
@@ -475,6 +505,6 @@ export function dioPass(
     dio.drop();
     return completed;
   };
-  const started = dioStart(target, op, segments, offset, dioBits, syscall, resolve, options);
+  const started = dioStart(target, op, segments, offset, dioBits, syscall, { dioComplete: resolve }, options);
   return started instanceof Promise ? started.then(submitted) : submitted(started);
 }

@@ -230,10 +230,12 @@ test("whoever drops the last reference completes the dio: the last bio, or the s
     let inDrop = false;
     let result = 0;
     let fromBio: boolean | undefined;
-    const dio = await dioStart(target, "write", segments, 0, 9, "pwrite64", (r, byBio) => {
-      completedBy = inDrop ? "submitter" : "bio completion";
-      fromBio = byBio;
-      result = r.ret;
+    const dio = await dioStart(target, "write", segments, 0, 9, "pwrite64", {
+      dioComplete: (r, byBio) => {
+        completedBy = inDrop ? "submitter" : "bio completion";
+        fromBio = byBio;
+        result = r.ret;
+      },
     });
     // Either let every bio complete first, or drop at once.
     if (submitterLast) for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));

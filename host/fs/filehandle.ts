@@ -10,6 +10,7 @@ import {
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork } from "./filesystem.js";
 import type { WriteDone } from "../crash/oracle.js";
+import type { Mutex } from "./mutex.js";
 import type { Disk } from "../disk.js";
 
 /** dioStart() options, shared (never written). */
@@ -503,9 +504,9 @@ export class FileHandle {
       work.iocb = iocb;
     }
     // Free when looked at above; a step observer (onDioStep) may have taken it since.
-    const unlock = inode.lock.tryLock();
-    if (unlock === null) return this.aioDirectWaiting(op, buffers, offset, rwFlags, iocb, syscall, post, landed, work);
+    if (!inode.lock.tryAcquire()) return this.aioDirectWaiting(op, buffers, offset, rwFlags, iocb, syscall, post, landed, work);
     const call = new AioDirectCall(this, op, buffers, offset, total, dsync, !this.isFullSync(rwFlags), work, syscall, post);
+    call.held = inode.lock;
     let dio;
     try {
       fs.checkAlive(syscall);
@@ -514,23 +515,29 @@ export class FileHandle {
       for (const user of buffers) segments.push({ user, addr: user.byteOffset });
       inode.dioBegin();
       try {
-        dio = dioStart(target, op, segments, offset, dioBits, syscall, call.onComplete, sem === "iomap" && dsync && call.datasync ? WRITE_THROUGH : PLAIN);
+        dio = dioStart(target, op, segments, offset, dioBits, syscall, call, sem === "iomap" && dsync && call.datasync ? WRITE_THROUGH : PLAIN);
       } catch (error) {
         inode.dioEnd();
         throw error;
       }
     } catch (error) {
-      unlock();
+      call.unlock();
       if (work !== null) fs.freeSyncWork(work, inode);
       throw error;
     }
-    const next = dio instanceof Promise ? this.aioDirectStarted(call, dio, unlock) : this.aioDirectSubmitted(call, dio, unlock);
+    const next = dio instanceof Promise ? this.aioDirectStarted(call, dio) : this.aioDirectSubmitted(call, dio);
     if (next === undefined || work === null) return next;
-    // As aioDirectWaiting()'s finally: a record no queued completion took is freed at the end.
-    return next.then(() => this.freeUnowned(call), (error: unknown) => {
+    return this.freeUnownedAfter(call, next);
+  }
+
+  /** As aioDirectWaiting()'s finally: a record no queued completion took is freed at the end.
+   *  (Apart from aioDirect(), whose common call then allocates no closure context.) */
+  private async freeUnownedAfter(call: AioDirectCall, next: Promise<void>): Promise<void> {
+    try {
+      await next;
+    } finally {
       this.freeUnowned(call);
-      throw error;
-    });
+    }
   }
 
   /** Frees the sync-work record of a request, unless a queued completion owns it. */
@@ -574,13 +581,13 @@ export class FileHandle {
     }
     const call = new AioDirectCall(this, op, buffers, offset, total, dsync, datasync, work, syscall, post);
     try {
-      const unlock = inode.lock.tryLock() ?? await inode.lock.lock();
+      call.held = inode.lock.tryLock() ?? await inode.lock.lock();
       try {
         fs.checkAlive(syscall);
         // Decided again under the lock: a truncate that got the lock first may have made this
         // write extending, and an extending write is carried out synchronously.
         if ((op === "write" && offset + total > inode.size) || (op === "read" && offset >= inode.size)) {
-          unlock();
+          call.unlock();
           if (call.work !== null) fs.freeSyncWork(call.work, inode);
           call.work = null;
           if (op === "read") return post(0);
@@ -590,7 +597,7 @@ export class FileHandle {
         if (op === "write") fs.invalidateRange(inode, offset, total);
         call.segments = passSegments(fs.disk, buffers);
       } catch (error) {
-        unlock();
+        call.unlock();
         throw error;
       }
       const segments = call.segments;
@@ -599,23 +606,23 @@ export class FileHandle {
       let dio;
       try {
         const writeThrough = sem === "iomap" && dsync && datasync;
-        const started = dioStart(target, op, segments.segments, offset, dioBits, syscall, call.onComplete, { writeThrough });
+        const started = dioStart(target, op, segments.segments, offset, dioBits, syscall, call, { writeThrough });
         dio = started instanceof Promise ? await started : started;
       } catch (error) {
         segments.release();
         inode.dioEnd();
-        unlock();
+        call.unlock();
         throw error;
       }
       if (this.beforeSubmitterDrop !== undefined && call.isQueued(dio)) {
         // The test hook runs with the request queued and the lock released, before the drop.
         call.queued = true;
         call.recordOwned = true;
-        unlock();
+        call.unlock();
         await this.beforeSubmitterDrop();
-        return await this.aioDirectSubmitted(call, dio, () => undefined);
+        return await this.aioDirectSubmitted(call, dio);
       }
-      return await this.aioDirectSubmitted(call, dio, unlock);
+      return await this.aioDirectSubmitted(call, dio);
     } finally {
       // The record is the queue's once a queued completion owns it; otherwise freed here.
       this.freeUnowned(call);
@@ -623,29 +630,29 @@ export class FileHandle {
   }
 
   /** After a dioStart() that had to wait (an ENOSPC commit): as aioDirectSubmitted(). */
-  private async aioDirectStarted(call: AioDirectCall, started: Promise<DioInFlight>, unlock: () => void): Promise<void> {
+  private async aioDirectStarted(call: AioDirectCall, started: Promise<DioInFlight>): Promise<void> {
     let dio;
     try {
       dio = await started;
     } catch (error) {
       this.inode.dioEnd();
-      unlock();
+      call.unlock();
       throw error;
     }
-    return this.aioDirectSubmitted(call, dio, unlock);
+    return this.aioDirectSubmitted(call, dio);
   }
 
   /**
-   * Every bio of the request is submitted, the inode lock held (`unlock` lets go of it). A queued
+   * Every bio of the request is submitted, the inode lock held (call.unlock() lets go of it). A queued
    * request lets go of the lock and of the submitter's reference and is done here (unless the
    * legacy caller syncs now); any other is waited for and completed by the submitter.
    */
-  private aioDirectSubmitted(call: AioDirectCall, dio: DioInFlight, unlock: () => void): void | Promise<void> {
+  private aioDirectSubmitted(call: AioDirectCall, dio: DioInFlight): void | Promise<void> {
     const fs = this.fs;
     const inode = this.inode;
     if (call.isQueued(dio)) {
       call.queued = true;
-      unlock();
+      call.unlock();
       call.recordOwned = true;
       dio.drop();
       if (call.bySubmitter === undefined) {
@@ -658,26 +665,26 @@ export class FileHandle {
         }
         return;
       }
-      // Every bio had completed before the submitter let go: a positive count, completed here,
-      // and the record freed after the event.
-      call.recordOwned = false;
-      const completed = this.completeBySubmitter(call.op, call.bySubmitter, call.offset, call).then(call.post);
-      if (call.work === null) return completed;
-      const free = (): void => {
-        if (call.work !== null) fs.freeSyncWork(call.work, inode);
-        call.work = null;
-      };
-      return completed.then(free, (error: unknown) => {
-        free();
-        throw error;
-      });
+      return this.aioDirectCompletedFirst(call, call.bySubmitter);
     }
-    return this.aioDirectBySubmitter(call, dio, unlock);
+    return this.aioDirectBySubmitter(call, dio);
+  }
+
+  /** A queued request whose every bio had completed before the submitter let go: a positive
+   *  count, completed here, and the record freed after the event. */
+  private async aioDirectCompletedFirst(call: AioDirectCall, r: DioResult): Promise<void> {
+    call.recordOwned = false;
+    try {
+      call.post(await this.completeBySubmitter(call.op, r, call.offset, call));
+    } finally {
+      if (call.work !== null) this.fs.freeSyncWork(call.work, this.inode);
+      call.work = null;
+    }
   }
 
   /** A request that is not queued: the submitter waits for its bios, completes it, syncs for a
    *  dsync write, and posts the event; a write cut by a hole writes the rest buffered. */
-  private async aioDirectBySubmitter(call: AioDirectCall, dio: DioInFlight, unlock: () => void): Promise<void> {
+  private async aioDirectBySubmitter(call: AioDirectCall, dio: DioInFlight): Promise<void> {
     dio.drop();
     let res: number;
     try {
@@ -687,7 +694,7 @@ export class FileHandle {
         res = await this.writeRestBuffered(call.buffers, call.offset, res, call.syscall);
       }
     } finally {
-      unlock();
+      call.unlock();
     }
     if (call.work !== null) this.fs.freeSyncWork(call.work, this.inode);
     call.work = null;
@@ -792,6 +799,28 @@ export class FileHandle {
       fs.dioStep("event", inode, offset, r.ret);
       return;
     }
+    if (sem === "seed" && r.result !== 0 && o.work === null) {
+      // The seed without a sync-work record (below: the fs end_io, then generic_dio_end_io()
+      // with no record): end_io, the event, then i_dio_count down.
+      this.endIo(op, r, offset);
+      o.post(r.ret);
+      fs.dioStep("event", inode, offset, r.ret);
+      inode.dioEnd();
+      fs.dioStep("dio_end", inode, offset, r.ret);
+      return;
+    }
+    this.completeQueuedInOrder(op, r, offset, o);
+  }
+
+  /** completeQueued() for the cases with a record, a queue or a sync to order (apart, so that
+   *  the common completions above allocate no closure context). */
+  private completeQueuedInOrder(
+    op: "read" | "write", r: DioResult, offset: number,
+    o: { dsync: boolean; datasync: boolean; work: SyncWork | null; syscall: string; post: (res: number) => void },
+  ): void {
+    const fs = this.fs;
+    const inode = this.inode;
+    const sem = fs.semantics;
     const event = (res: number): void => {
       o.post(res);
       fs.dioStep("event", inode, offset, res);
@@ -1057,6 +1086,9 @@ class AioDirectCall {
   recordOwned = false;
   /** Bounce buffers, when some of the caller's are outside the arena. */
   segments: { segments: DioSegment[]; release(): void } | null = null;
+  /** The inode lock while the request holds it: the mutex itself when taken with tryAcquire(),
+   *  or the releaser lock() resolved with. */
+  held: Mutex | (() => void) | null = null;
 
   constructor(
     private readonly fh: FileHandle,
@@ -1076,8 +1108,17 @@ class AioDirectCall {
     return dio.submitError === 0 && dio.result > 0 && (this.op === "read" || dio.result === this.total);
   }
 
+  /** Lets go of the inode lock, if the request still holds it. */
+  unlock(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    if (typeof held === "function") held();
+    else held.release();
+  }
+
   /** dio_complete(): the last reference dropped (`fromBio`: by a bio's completion). */
-  readonly onComplete = (r: DioResult, fromBio: boolean): void => {
+  dioComplete(r: DioResult, fromBio: boolean): void {
     const bounced = this.segments;
     if (bounced !== null) {
       if (this.op === "read") {
@@ -1099,5 +1140,5 @@ class AioDirectCall {
       return;
     }
     this.fh.completeQueued(this.op, r, this.offset, this);
-  };
+  }
 }

@@ -24,15 +24,29 @@ export class Mutex {
     return this.releaser();
   }
 
+  /** tryLock() without a releaser to allocate: true when the lock was free and is now held, by a
+   *  caller that lets go of it with release(), once. */
+  tryAcquire(): boolean {
+    if (this.held) return false;
+    this.held = true;
+    return true;
+  }
+
+  /** Lets go of a lock taken with tryAcquire(). */
+  release(): void {
+    if (!this.held) throw new Error("dioemu: a mutex released while not held");
+    const next = this.waiters.shift();
+    // Hand the lock straight to the next waiter, so that no one can slip in between.
+    if (next !== undefined) next();
+    else this.held = false;
+  }
+
   private releaser(): () => void {
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const next = this.waiters.shift();
-      // Hand the lock straight to the next waiter, so that no one can slip in between.
-      if (next !== undefined) next();
-      else this.held = false;
+      this.release();
     };
   }
 
