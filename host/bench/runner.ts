@@ -173,8 +173,11 @@ async function prepare(spec: JobSpec, opts: RunOptions): Promise<Env> {
   if (raw) return { disk, fs: null, fh: await disk.openBlockDevice(flags) };
   await mkfs(disk, { blockSize: 4096, inodes: 16 });
   const fs = await mount(disk, { semantics: opts.semantics });
-  // Lay the file out (written whole, synced), unless the job only writes it sequentially.
-  if (spec.rw !== "write" || spec.verify === "crc32c") {
+  // Lay the file out (written whole, synced), so that the timed job finds its blocks allocated:
+  // fio does the same, by writing the file for a job that reads it, and for one that only writes
+  // it by preallocating it (fallocate=native), which on tmpfs allocates its pages before the job.
+  // Our filesystem has no fallocate: writing the file is its nearest equivalent.
+  {
     const layout = await fs.open(spec.filename, O_RDWR | O_CREAT | O_DIRECT);
     const chunk = disk.alloc(Math.min(1 << 20, spec.size));
     for (let at = 0; at < spec.size; at += chunk.length) {
