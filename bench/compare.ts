@@ -4,19 +4,41 @@
 //      io_uring in place of libaio as a second row for the AIO jobs;
 //   3. Node's own `fs` on a tmpfs file opened with the job's O_DIRECT/O_DSYNC flags where the
 //      platform allows (writeSync one at a time, or `iodepth` concurrent promises on libuv's pool).
-// It prints IOPS and p99 completion latency side by side with the ratio dioemu / Linux, and the
-// targets of the benchmark issue. usage: bench/compare [--runtime S] [JOBFILE...]
+// It prints IOPS and p99 completion latency side by side with the ratio dioemu / Linux; for a job
+// of 1 MiB writes, also the bandwidth of wasm memory.copy moving the same bytes in the same process.
+// With --repeat N the whole table runs N times in a row, and the last lines give the medians of the
+// figures the benchmark issue sets targets for.
+// usage: bench/compare [--runtime S] [--repeat N] [JOBFILE...]
 import { spawnSync } from "node:child_process";
 import { closeSync, constants, mkdtempSync, openSync, promises as fsp, readFileSync, rmSync, writeSync, type PathLike } from "node:fs";
 import { join } from "node:path";
 import { parseJobFile, type JobSpec } from "../host/bench/jobfile.js";
 import { releaseResults, runJob } from "../host/bench/runner.js";
 import { shippedJobFiles } from "../host/bench/command.js";
+import { Disk } from "../host/index.js";
 
 const args = process.argv.slice(2);
-const runtimeIndex = args.indexOf("--runtime");
-const runtime = runtimeIndex >= 0 ? Number(args[runtimeIndex + 1]) : 3;
-const files = args.filter((a, i) => !a.startsWith("--") && (runtimeIndex < 0 || i !== runtimeIndex + 1));
+let runtime = 3;
+let repeat = 1;
+const files: string[] = [];
+for (let i = 0; i < args.length; i++) {
+  const arg = args[i];
+  if (arg === "--runtime" || arg === "--repeat") {
+    const value = Number(args[++i]);
+    const ok = arg === "--runtime" ? value > 0 : Number.isInteger(value) && value >= 1;
+    if (!ok) {
+      console.error(`bench/compare: ${arg} ${String(args[i])} must be ${arg === "--runtime" ? "a positive number of seconds" : "a positive integer"}`);
+      process.exit(2);
+    }
+    if (arg === "--runtime") runtime = value;
+    else repeat = value;
+  } else if (arg.startsWith("--")) {
+    console.error(`bench/compare: unknown option ${arg} (usage: bench/compare [--runtime S] [--repeat N] [JOBFILE...])`);
+    process.exit(2);
+  } else {
+    files.push(arg);
+  }
+}
 const jobFiles = files.length > 0 ? files : shippedJobFiles();
 
 interface Figure { iops: number; p99us: number; mibs: number }
@@ -30,6 +52,33 @@ async function dioemu(spec: JobSpec): Promise<Figure> {
   const figure = { iops: ios / seconds, p99us: main.clat.getValueAtPercentile(99) / 1000, mibs: (r.read.bytes + r.write.bytes) / seconds / (1 << 20) };
   releaseResults([r]);
   return figure;
+}
+
+/**
+ * wasm memory.copy moving what a job of large writes moves: `size` bytes in `bs` pieces from one
+ * source buffer into a region the file's size (the same bytes, the same piece size, the same
+ * footprint), in this process. MiB/s, the median of 15 rounds.
+ */
+async function memoryCopyMiBs(spec: JobSpec): Promise<number> {
+  const disk = await Disk.create({ size: 1 << 20, cacheBytes: 16384, arenaBytes: spec.size + spec.bs + (1 << 20) });
+  try {
+    const src = disk.alloc(spec.bs);
+    const dst = disk.alloc(spec.size);
+    src.fill(0x5a);
+    dst.fill(0); // first touch outside the timing, as the emulator's memory is by the layout
+    const pieces = Math.floor(spec.size / spec.bs);
+    const times: number[] = [];
+    for (let round = 0; round < 15; round++) {
+      const t = performance.now();
+      const status = disk.core.bench_copy(dst.byteOffset, src.byteOffset, spec.bs, pieces, spec.size);
+      times.push(performance.now() - t);
+      if (status !== 0) throw new Error(`bench_copy failed with ${status}`);
+    }
+    times.sort((a, b) => a - b);
+    return (pieces * spec.bs) / (1 << 20) / (times[7] / 1000);
+  } finally {
+    await disk.close();
+  }
 }
 
 function haveFio(): boolean {
@@ -127,31 +176,65 @@ async function node(spec: JobSpec, dir: string): Promise<Figure | null> {
 
 const fioAvailable = haveFio();
 const dir = mkdtempSync("/dev/shm/dioemu-compare-");
-console.log(`bench/compare: ${new Date().toISOString()}, node ${process.version}, runtime ${runtime} s per job, fio ${fioAvailable ? spawnSync("fio", ["--version"], { encoding: "utf8" }).stdout.trim() : "not installed"}`);
-console.log("job                        dioemu IOPS  p99 us    Linux fio IOPS  p99 us  (engine)    node fs IOPS  p99 us   dioemu/Linux");
+console.log(`bench/compare: ${new Date().toISOString()}, node ${process.version}, runtime ${runtime} s per job, ${repeat} run${repeat > 1 ? "s" : ""}, fio ${fioAvailable ? spawnSync("fio", ["--version"], { encoding: "utf8" }).stdout.trim() : "not installed"}`);
+
+/** Per run, the figures the targets are about. */
+interface RunFigures { qd32?: number; ioUringQd32?: number; dsyncQd32?: number; seqMiBs?: number; copyMiBs?: number }
+const runs: RunFigures[] = [];
 try {
-  for (const file of jobFiles) {
-    for (const spec of parseJobFile(readFileSync(file, "utf8"), file)) {
-      const ours = await dioemu(spec);
-      const engines = spec.ioengine === "libaio" ? ["libaio", "io_uring"] : [undefined];
-      const theirs = fioAvailable ? engines.map((e) => ({ engine: e ?? spec.ioengine, figure: fio(file, e, dir) })) : [];
-      const mine = await node(spec, dir);
-      const linux = theirs.filter((t) => t.figure !== null).sort((a, b) => b.figure!.iops - a.figure!.iops)[0];
-      const cells = [
-        spec.name.padEnd(26),
-        fmt(ours.iops).padStart(12), fmt(ours.p99us, 1).padStart(8),
-        linux !== undefined ? fmt(linux.figure!.iops).padStart(16) : "n/a".padStart(16),
-        linux !== undefined ? fmt(linux.figure!.p99us, 1).padStart(8) : "".padStart(8),
-        `(${linux?.engine ?? "-"})`.padEnd(11),
-        mine !== null ? fmt(mine.iops).padStart(12) : "n/a".padStart(12),
-        mine !== null ? fmt(mine.p99us, 1).padStart(8) : "".padStart(8),
-        linux !== undefined ? fmt(ours.iops / linux.figure!.iops, 3).padStart(14) : "".padStart(14),
-      ];
-      console.log(cells.join(" "));
-      for (const t of theirs) if (t !== linux && t.figure !== null) console.log(`${"".padEnd(26)} ${"".padStart(21)} ${fmt(t.figure.iops).padStart(16)} ${fmt(t.figure.p99us, 1).padStart(8)} (${t.engine})`);
-      if (spec.bs >= 1 << 20) console.log(`${"".padEnd(26)} dioemu ${fmt(ours.mibs)} MiB/s`);
+  for (let run = 1; run <= repeat; run++) {
+    if (repeat > 1) console.log(`\nrun ${run} of ${repeat}`);
+    console.log("job                        dioemu IOPS  p99 us    Linux fio IOPS  p99 us  (engine)    node fs IOPS  p99 us   dioemu/Linux");
+    const figures: RunFigures = {};
+    runs.push(figures);
+    for (const file of jobFiles) {
+      for (const spec of parseJobFile(readFileSync(file, "utf8"), file)) {
+        const ours = await dioemu(spec);
+        const engines = spec.ioengine === "libaio" ? ["libaio", "io_uring"] : [undefined];
+        const theirs = fioAvailable ? engines.map((e) => ({ engine: e ?? spec.ioengine, figure: fio(file, e, dir) })) : [];
+        const mine = await node(spec, dir);
+        const linux = theirs.filter((t) => t.figure !== null).sort((a, b) => b.figure!.iops - a.figure!.iops)[0];
+        const cells = [
+          spec.name.padEnd(26),
+          fmt(ours.iops).padStart(12), fmt(ours.p99us, 1).padStart(8),
+          linux !== undefined ? fmt(linux.figure!.iops).padStart(16) : "n/a".padStart(16),
+          linux !== undefined ? fmt(linux.figure!.p99us, 1).padStart(8) : "".padStart(8),
+          `(${linux?.engine ?? "-"})`.padEnd(11),
+          mine !== null ? fmt(mine.iops).padStart(12) : "n/a".padStart(12),
+          mine !== null ? fmt(mine.p99us, 1).padStart(8) : "".padStart(8),
+          linux !== undefined ? fmt(ours.iops / linux.figure!.iops, 3).padStart(14) : "".padStart(14),
+        ];
+        console.log(cells.join(" "));
+        for (const t of theirs) if (t !== linux && t.figure !== null) console.log(`${"".padEnd(26)} ${"".padStart(21)} ${fmt(t.figure.iops).padStart(16)} ${fmt(t.figure.p99us, 1).padStart(8)} (${t.engine})`);
+        if (spec.bs >= 1 << 20) {
+          const copy = spec.rw === "write" ? await memoryCopyMiBs(spec) : undefined;
+          console.log(`${"".padEnd(26)} dioemu ${fmt(ours.mibs)} MiB/s${copy !== undefined ? `; memory.copy of the same bytes ${fmt(copy)} MiB/s, ratio ${fmt(ours.mibs / copy, 3)}` : ""}`);
+          if (spec.name === "seqwrite-1m" && copy !== undefined) {
+            figures.seqMiBs = ours.mibs;
+            figures.copyMiBs = copy;
+          }
+        }
+        if (spec.name === "randwrite-4k-qd32") {
+          figures.qd32 = ours.iops;
+          figures.ioUringQd32 = theirs.find((t) => t.engine === "io_uring")?.figure?.iops;
+        }
+        if (spec.name === "randwrite-4k-dsync-qd32") figures.dsyncQd32 = ours.iops;
+      }
     }
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
+
+/** The median of the ratios a target is about, over the runs that have both figures. */
+function target(label: string, goal: number, ratio: (f: RunFigures) => number | undefined): void {
+  const values = runs.map(ratio).filter((v): v is number => v !== undefined && Number.isFinite(v));
+  if (values.length === 0) return;
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted.length % 2 === 1 ? sorted[(sorted.length - 1) >> 1] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+  console.log(`${label.padEnd(58)} ${values.map((v) => fmt(v, 3)).join(" ").padEnd(24)} median ${fmt(median, 3)}  (target >= ${goal}: ${median >= goal ? "met" : "not met"})`);
+}
+console.log(`\ntargets (per run, and the median of ${runs.length}):`);
+target("randwrite-4k-qd32, dioemu / Linux io_uring", 1, (f) => (f.qd32 !== undefined && f.ioUringQd32 !== undefined ? f.qd32 / f.ioUringQd32 : undefined));
+target("randwrite-4k-dsync-qd32 / randwrite-4k-qd32, dioemu", 0.5, (f) => (f.dsyncQd32 !== undefined && f.qd32 !== undefined ? f.dsyncQd32 / f.qd32 : undefined));
+target("seqwrite-1m, dioemu / memory.copy of the same bytes", 0.8, (f) => (f.seqMiBs !== undefined && f.copyMiBs !== undefined ? f.seqMiBs / f.copyMiBs : undefined));
