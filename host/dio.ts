@@ -116,6 +116,13 @@ export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: Dio
   }
 }
 
+/** Engine segments for buffers that live in the arena (each its own address); one buffer, the
+ *  common call, makes a one-element array (an empty array grown by push() reserves 17). */
+export function inPlaceSegments(buffers: Uint8Array[]): DioSegment[] {
+  if (buffers.length === 1) return [{ user: buffers[0], addr: buffers[0].byteOffset }];
+  return buffers.map((user) => ({ user, addr: user.byteOffset }));
+}
+
 /** The most bytes one pass maps: 16 MiB, or 1 MiB when buffers are bounced (arena room). */
 const BOUNCED_PASS_BYTES_MAX = 1 << 20;
 
@@ -202,8 +209,7 @@ export function dioRun(
   const disk = target.disk;
   // The common call: one pass over buffers that live in the arena (no bounce, no pass loop).
   if (inPlaceOnePass(disk, buffers, from, 1 << target.fsBits) >= 0) {
-    const segments: DioSegment[] = [];
-    for (const user of buffers) segments.push({ user, addr: user.byteOffset });
+    const segments = inPlaceSegments(buffers);
     return new Promise<DioRun>((resolve, reject) => {
       // dio_complete() of the one pass, straight to the call's result.
       const complete = (result: DioResult): void => {

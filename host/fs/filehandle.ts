@@ -4,7 +4,7 @@
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC, __O_SYNC } from "../constants.js";
 import {
-  dioBlockBits, dioRun, dioStart, inPlaceOnePass, onePass, passSegments, type DioInFlight, type DioResult, type DioSegment,
+  dioBlockBits, dioRun, dioStart, inPlaceOnePass, inPlaceSegments, onePass, passSegments, type DioInFlight, type DioResult, type DioSegment,
   type DioTarget,
 } from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
@@ -511,8 +511,7 @@ export class FileHandle {
     try {
       fs.checkAlive(syscall);
       if (op === "write") fs.invalidateRange(inode, offset, total);
-      const segments: DioSegment[] = [];
-      for (const user of buffers) segments.push({ user, addr: user.byteOffset });
+      const segments = inPlaceSegments(buffers);
       inode.dioBegin();
       try {
         dio = dioStart(target, op, segments, offset, dioBits, syscall, call, sem === "iomap" && dsync && call.datasync ? WRITE_THROUGH : PLAIN);
