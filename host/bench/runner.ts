@@ -320,8 +320,11 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         // fsync= / fdatasync=: after every N completed writes, a sync (it covers the writes
         // completed so far; those still in flight go on meanwhile).
         for (let i = 0; i < writesDone; i++) await syncIfDue();
+        // The clock is read once per batch of completions, as fio checks its runtime once per
+        // loop: a run ends at most one batch past its time.
+        const goOn = runtime > 0 ? performance.now() - started < timeLimitMs : true;
         for (const event of events) {
-          if (more()) submit(event.data as number);
+          if (goOn && issued < totalIos) submit(event.data as number);
         }
         progress();
       }
