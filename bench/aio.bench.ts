@@ -8,7 +8,8 @@
 //   before it is timed (fio's ramp_time: the flush thread starts, the row's path warms up).
 // usage: node dist/bench/aio.bench.js [--smoke] [--no-fio] [--executor inline|worker] [--semantics S]
 //        [--destage background|inline]   (who writes the cache back; default: the disk's default)
-//        [--ops N]   (writes per row; default 100000)
+//        [--ops N]   (writes per row; default 300000: at depth 32 about half a second, so that a
+//                    burst of load from elsewhere on a shared machine weighs less in one row)
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { Disk, ioSetup, mkfs, mount, O_CREAT, O_DIRECT, O_DSYNC, O_RDWR, type Semantics } from "../host/index.js";
@@ -23,7 +24,7 @@ const executor = (option("--executor") ?? "worker") as "inline" | "worker";
 const destage = option("--destage") as "background" | "inline" | undefined;
 const onlySemantics = option("--semantics") as Semantics | undefined;
 const opsOption = option("--ops");
-const OPS = smoke ? 400 : opsOption !== undefined ? Number(opsOption) : 100000;
+const OPS = smoke ? 400 : opsOption !== undefined ? Number(opsOption) : 300000;
 if (!Number.isInteger(OPS) || OPS < 1) {
   console.error(`aio.bench: --ops ${String(opsOption)} must be a positive integer`);
   process.exit(2);
