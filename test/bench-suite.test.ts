@@ -239,4 +239,33 @@ test("the command line: shipped jobs as fio JSON, exit 2 naming a bad option and
   assert.match(smoke.stdout, /^aio-randwrite\s+2000 ops .* checksum 765cfdf7$/m);
 });
 
+test("a sequential write job's file is laid out before it runs (fio preallocates a write job's file), so the job overwrites", async () => {
+  // 1 ms of a time-based job over a 4 MiB file makes a few 1 MiB writes at most: the file's size
+  // and allocation can only be whole if the runner wrote it first.
+  const [spec] = parseJobFile("[s]\nrw=write\nbs=1m\nsize=4m\ndirect=1\nioengine=psync\nruntime=1ms\ntime_based\n");
+  let size = -1;
+  let allocated = -1;
+  const result = await runJob(spec, 0, {
+    semantics: "seed", executor: "inline",
+    async beforeVerify({ fs, fh }) {
+      size = (await fh.stat()).size;
+      const extents = fs!.extentsOf(fh.inode.ino); // [file block, disk block, length] triples
+      allocated = 0;
+      for (let i = 2; i < extents.length; i += 3) allocated += extents[i];
+    },
+  });
+  assert.ok(result.write.ios >= 1);
+  assert.is(size, 4 << 20, "the file is whole before the job's first write");
+  assert.is(allocated, 1024, "every block of the file is allocated");
+});
+
+test("bench/compare refuses a bad --repeat or --runtime and an unknown option with exit status 2", () => {
+  const compare = fileURLToPath(new URL("../bench/compare.js", import.meta.url));
+  for (const args of [["--repeat", "0"], ["--repeat", "1.5"], ["--runtime", "-1"], ["--bogus"]]) {
+    const run = spawnSync(process.execPath, [compare, ...args], { encoding: "utf8", timeout: 60000 });
+    assert.is(run.status, 2, `${args.join(" ")}: ${run.stderr}`);
+    assert.match(run.stderr, args[0], "the message names the option");
+  }
+});
+
 test.run();

@@ -138,4 +138,28 @@ test("a power cut gives the dead filesystem's page cache back to the arena", asy
   await disk.close();
 });
 
+
+test("the inode lock's tryAcquire()/release() hand it to waiters in arrival order, and refuse a release of a free lock", async () => {
+  const { disk, fs } = await fresh();
+  const fh = await fs.open("f", O_RDWR | O_CREAT);
+  const lock = fh.inode.lock;
+  assert.is(lock.tryAcquire(), true);
+  assert.is(lock.tryAcquire(), false, "held: a second tryAcquire fails");
+  assert.is(lock.tryLock(), null, "held: tryLock fails too");
+  const order: string[] = [];
+  const first = lock.lock().then((unlock) => { order.push("first"); return unlock; });
+  const second = lock.lock().then((unlock) => { order.push("second"); unlock(); });
+  for (let i = 0; i < 5; i++) await turn();
+  assert.equal(order, [], "no waiter runs while the lock is held");
+  lock.release();
+  (await first)();
+  await second;
+  assert.equal(order, ["first", "second"]);
+  assert.is(lock.locked, false);
+  assert.throws(() => lock.release(), /not held/);
+  assert.is(lock.tryAcquire(), true, "free again after the hand-offs");
+  lock.release();
+  await disk.close();
+});
+
 test.run();

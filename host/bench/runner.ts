@@ -96,14 +96,19 @@ const VERIFY_HEADER = 24;
  * (buffers filled once, then scramble_buffers): the buffer keeps the pattern it was filled with
  * once, and each write stamps its offset and generation into the first 16 bytes.
  */
-function writeData(buf: Uint8Array, offset: number, generation: number, verify: boolean): void {
-  if (verify || buf.byteLength < 16) {
+function writeData(buf: Uint8Array, stamp: DataView | null, offset: number, generation: number, verify: boolean): void {
+  if (verify || stamp === null) {
     fillBlock(buf, offset, generation, verify);
     return;
   }
-  const view = new DataView(buf.buffer, buf.byteOffset, 16);
-  view.setFloat64(0, offset, true);
-  view.setUint32(8, generation, true);
+  stamp.setFloat64(0, offset, true);
+  stamp.setUint32(8, generation, true);
+}
+
+/** The view writeData() stamps a buffer through (made once per buffer), or null when it is too
+ *  short to carry a stamp. */
+function stampView(buf: Uint8Array): DataView | null {
+  return buf.byteLength < 16 ? null : new DataView(buf.buffer, buf.byteOffset, 16);
 }
 
 /** Fills a block for `offset` with a seeded pattern and, for verify, a checked header. */
@@ -218,6 +223,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
   let generation = 0;
   let writesSinceSync = 0;
   const buffers = Array.from({ length: depth }, () => disk.alloc(spec.bs));
+  const stamps = buffers.map(stampView);
   const verify = spec.verify === "crc32c";
   buffers.forEach((buf, slot) => fillBlock(buf, slot * spec.bs, 0, false));
   const started = performance.now();
@@ -240,6 +246,9 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
     if (depth > 1) stats.slat.recordValue(Math.max(1, Math.round((t1 - t0) * 1e6)));
     stats.clat.recordValue(Math.max(1, Math.round((t2 - t1) * 1e6)));
   };
+  /** fsync= / fdatasync= given: writes are counted toward a sync (an await per write otherwise
+   *  spent on nothing). */
+  const syncs = spec.fsync > 0 || spec.fdatasync > 0;
   const syncIfDue = async (): Promise<void> => {
     if (spec.fsync === 0 && spec.fdatasync === 0) return;
     writesSinceSync++;
@@ -259,7 +268,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         const offset = nextBlock() * spec.bs;
         const read = isRead();
         issued++;
-        if (!read) writeData(buf, offset, ++generation, verify);
+        if (!read) writeData(buf, stamps[0], offset, ++generation, verify);
         const t0 = performance.now();
         const res = read ? (await fh.read(buf, 0, spec.bs, offset)).bytesRead : (await fh.write(buf, 0, spec.bs, offset)).bytesWritten;
         const t1 = performance.now();
@@ -267,7 +276,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         record(read ? result.read : result.write, Math.max(0, res), t0, t0, t1);
         if (!read) {
           if (verify) written.set(offset, generation);
-          await syncIfDue();
+          if (syncs) await syncIfDue();
         } else if (verify && res === spec.bs) {
           verifyOne(result, buf, offset);
         }
@@ -288,7 +297,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         issued++;
         const buf = buffers[slot];
         const gen = read ? 0 : ++generation;
-        if (!read) writeData(buf, offset, gen, verify);
+        if (!read) writeData(buf, stamps[slot], offset, gen, verify);
         const iocb: Iocb = { opcode: read ? "pread" : "pwrite", fh, buf, offset, data: slot };
         const t0 = performance.now();
         ctx.submit([iocb]);
@@ -319,7 +328,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         }
         // fsync= / fdatasync=: after every N completed writes, a sync (it covers the writes
         // completed so far; those still in flight go on meanwhile).
-        for (let i = 0; i < writesDone; i++) await syncIfDue();
+        if (syncs) for (let i = 0; i < writesDone; i++) await syncIfDue();
         // The clock is read once per batch of completions, as fio checks its runtime once per
         // loop: a run ends at most one batch past its time.
         const goOn = runtime > 0 ? performance.now() - started < timeLimitMs : true;
