@@ -59,6 +59,8 @@ export interface DioSegment {
   /** Where the engine reads or writes them: `user` itself when it lives in the arena, or a
    *  bounce buffer at the same page offset. */
   addr: number;
+  /** user.byteLength, read once (a typed array's length getters are not free). */
+  len: number;
   bounce?: Uint8Array;
 }
 
@@ -81,6 +83,8 @@ function views(disk: Disk): DioViews {
 }
 
 function inArena(disk: Disk, user: Uint8Array): boolean {
+  // A view alloc() handed out lies in the arena: known without reading its buffer and range.
+  if (disk.arenaViews.has(user)) return true;
   const plan = disk.plan;
   const at = user.byteOffset;
   return at >= plan.arenaBase && at + user.byteLength <= plan.arenaBase + plan.arenaBytes && user.buffer === disk.buffer;
@@ -96,18 +100,18 @@ const NOTHING_TO_RELEASE = (): void => undefined;
 export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
   let inPlace = true;
   for (const user of buffers) if (user.byteLength > 0 && !inArena(disk, user)) inPlace = false;
-  if (inPlace) return { segments: buffers.map((user) => ({ user, addr: user.byteOffset })), release: NOTHING_TO_RELEASE };
+  if (inPlace) return { segments: inPlaceSegments(buffers), release: NOTHING_TO_RELEASE };
   const bounces: Uint8Array[] = [];
   const release = (): void => {
     for (const b of bounces.splice(0)) disk.free(b);
   };
   try {
     const segments = buffers.map((user): DioSegment => {
-      if (user.byteLength === 0 || inArena(disk, user)) return { user, addr: user.byteOffset };
+      if (user.byteLength === 0 || inArena(disk, user)) return { user, addr: user.byteOffset, len: user.byteLength };
       const pageOffset = user.byteOffset % 4096;
       const bounce = disk.alloc(pageOffset + user.byteLength, 4096);
       bounces.push(bounce);
-      return { user, addr: bounce.byteOffset + pageOffset, bounce: bounce.subarray(pageOffset) };
+      return { user, addr: bounce.byteOffset + pageOffset, len: user.byteLength, bounce: bounce.subarray(pageOffset) };
     });
     return { segments, release };
   } catch (error) {
@@ -119,8 +123,11 @@ export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: Dio
 /** Engine segments for buffers that live in the arena (each its own address); one buffer, the
  *  common call, makes a one-element array (an empty array grown by push() reserves 17). */
 export function inPlaceSegments(buffers: Uint8Array[]): DioSegment[] {
-  if (buffers.length === 1) return [{ user: buffers[0], addr: buffers[0].byteOffset }];
-  return buffers.map((user) => ({ user, addr: user.byteOffset }));
+  if (buffers.length === 1) {
+    const user = buffers[0];
+    return [{ user, addr: user.byteOffset, len: user.byteLength }];
+  }
+  return buffers.map((user) => ({ user, addr: user.byteOffset, len: user.byteLength }));
 }
 
 /** The most bytes one pass maps: 16 MiB, or 1 MiB when buffers are bounced (arena room). */
@@ -357,8 +364,8 @@ export function dioStart(
   target.alive(syscall);
   // A zero-length request goes through setup and completes with 0 and no bio (spec 2.1).
   let nonEmpty = 0;
-  for (const seg of segments) if (seg.user.byteLength > 0) nonEmpty++;
-  if (nonEmpty !== segments.length) segments = segments.filter((seg) => seg.user.byteLength > 0);
+  for (const seg of segments) if (seg.len > 0) nonEmpty++;
+  if (nonEmpty !== segments.length) segments = segments.filter((seg) => seg.len > 0);
   if (segments.length === 0) return new InFlight(complete, 0, 0, 0, false, op, offset, 0);
   if (segments.length > DIO_IOV_CAPACITY) throw new DioError("EINVAL", syscall, `${segments.length} buffers exceed IOV_MAX (${DIO_IOV_CAPACITY})`);
   const iSizeAtSubmit = target.size();
@@ -400,7 +407,7 @@ function mapPass(
   const { iov } = views(target.disk);
   for (let i = 0; i < segments.length; i++) {
     iov[i * 2] = segments[i].addr;
-    iov[i * 2 + 1] = segments[i].user.byteLength;
+    iov[i * 2 + 1] = segments[i].len;
   }
   return target.disk.core.dio_map(opCode, target.ino, dioBits, target.fsBits, segments.length, blocks, iSize, skipHoles, builder);
 }

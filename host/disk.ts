@@ -250,6 +250,10 @@ export class Disk {
   }
 
   /** An IO buffer of `size` bytes in the emulator's memory, aligned to `align` (default 4096), zeroed. */
+  /** @internal Every view alloc() handed out: each lies in the arena, which the direct-IO engine
+   *  then knows without reading the view's buffer and range (a sub-view is checked in full). */
+  readonly arenaViews = new WeakSet<Uint8Array>();
+
   alloc(size: number, align = 4096): Uint8Array {
     this.checkOpen("alloc");
     if (!Number.isSafeInteger(size) || size <= 0) throw invalid("alloc", `size ${String(size)} must be a positive integer`);
@@ -262,6 +266,7 @@ export class Disk {
     }
     const buf = new Uint8Array(this.memory.buffer, start, size);
     buf.fill(0);
+    this.arenaViews.add(buf);
     return buf;
   }
 

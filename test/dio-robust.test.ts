@@ -224,7 +224,7 @@ test("whoever drops the last reference completes the dio: the last bio, or the s
     metadataDirty: () => false,
   };
   const buf = disk.alloc(8192);
-  const segments = [{ user: buf, addr: buf.byteOffset }];
+  const segments = [{ user: buf, addr: buf.byteOffset, len: buf.byteLength }];
   for (const submitterLast of [false, true]) {
     let completedBy = "";
     let inDrop = false;
