@@ -213,6 +213,9 @@ function roomFor(entries: u32): void {
   if (cacheSlots - (cacheHead() - cacheTail()) < entries) waitUnclaimed();
 }
 
+/** A run of this many whole lines or more is copied into the log outside the device lock. */
+const UNLOCKED_COPY_LINES: u32 = 16;
+
 /**
  * Appends `lines` whole lines from `first` on, at log positions that do not wrap: the data of all
  * of them in one copy (they are consecutive in the log), then each line's header and index entry.
@@ -221,7 +224,17 @@ function roomFor(entries: u32): void {
 function appendLines(first: u32, lines: u32, writeId: u32): void {
   while (cacheSlots - (cacheHead() - cacheTail()) < lines) destageOldest(true);
   const head = cacheHead();
-  iterCopyOut(entryData(head), lines << LINE_SHIFT);
+  if (lines >= UNLOCKED_COPY_LINES) {
+    // A long copy goes in without the lock, so that the destager thread can claim and retire
+    // entries meanwhile (both copies then overlap). The slots past the head are this thread's
+    // alone: only the thread running device requests appends, and everything else (a retire, a
+    // flush) takes entries between the tail and the head, which only moves away from them.
+    unlockDevice();
+    iterCopyOut(entryData(head), lines << LINE_SHIFT);
+    lockDevice();
+  } else {
+    iterCopyOut(entryData(head), lines << LINE_SHIFT);
+  }
   if (iterFault) return;
   for (let i: u32 = 0; i < lines; i++) publishEntry(head + i, first + i, FULL_LINE_MASK, writeId);
   store<u32>(ctrlAddr(CTRL_CACHE_HEAD), head + lines);

@@ -92,6 +92,61 @@ test("destage: a power cut leaves the same media and counters whether the thread
   }
 });
 
+/**
+ * As run(), with writes of 4 KiB to 1 MiB (a long run of whole lines is copied into the log
+ * outside the device lock, while the thread may claim and retire entries): 48 MiB into an 8 MiB
+ * cache over a 12 MiB region, then a power cut.
+ */
+async function runLarge(seed: number, threads: boolean): Promise<{ image: string; dirty: number; written: number; threadRan: boolean }> {
+  Destager.threads = threads;
+  try {
+    const disk = await Disk.create({ size: 16 * MIB, cacheBytes: 8 * MIB, arenaBytes: 16 * MIB, seed, destage: "background", latency: { writeMin: 1, writeMax: 3 } });
+    const dev = await disk.openBlockDevice(O_RDWR | O_DIRECT);
+    const buf = disk.alloc(MIB);
+    const back = disk.alloc(MIB);
+    let state = seed;
+    let threadRan = false;
+    let total = 0;
+    for (let i = 0; total < 48 * MIB; i++) {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      const bytes = 4096 << ((state >>> 8) % 9); // 4 KiB .. 1 MiB
+      const at = ((state >>> 17) % ((12 * MIB - bytes) / 4096)) * 4096;
+      const data = buf.subarray(0, bytes);
+      for (let k = 0; k < bytes; k += 512) data[k] = (i + k / 512) & 0xff;
+      await dev.write(data, 0, bytes, at);
+      total += bytes;
+      if (i % 13 === 0) {
+        await dev.read(back, 0, bytes, at);
+        assert.is(fnv(back.subarray(0, bytes)), fnv(data), `seed ${seed}: write ${i} of ${bytes} at ${at} reads back`);
+      }
+      if (i % 64 === 63) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        if (threads && disk.destager!.running) threadRan = true;
+      }
+    }
+    for (let waited = 0; threads && !threadRan && waited < 10000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      if (disk.destager!.running) threadRan = true;
+    }
+    await disk.crash();
+    const stats = disk.stats();
+    const image = await disk.readSectors(0, (12 * MIB) / 512);
+    await disk.close();
+    return { image: fnv(image), dirty: stats.dirtyBytes, written: stats.bytesWritten, threadRan };
+  } finally {
+    Destager.threads = true;
+  }
+}
+
+test("destage: with writes up to 1 MiB (copied into the log outside the lock), a power cut leaves the same media and counters with and without the thread (seeded)", async () => {
+  for (const seed of [11, 12]) {
+    const withThread = await runLarge(seed, true);
+    const without = await runLarge(seed, false);
+    assert.ok(withThread.threadRan, `seed ${seed}: the destager thread ran`);
+    assert.equal(withThread, { ...without, threadRan: true }, `seed ${seed}: replay with the same seed`);
+  }
+});
+
 test("destage: a process that leaves a disk open with its destager thread running exits on its own", () => {
   const index = JSON.stringify(new URL("../host/index.js", import.meta.url).href);
   const script = `
