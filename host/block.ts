@@ -278,9 +278,15 @@ export class BlockQueue {
     return { bits, bytes };
   }
 
+  /** @internal Bios waiting for bvec slots (tests). */
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+
   /** A power cut: bios still waiting for bvec slots were in flight; they fail with EIO. */
   failWaiting(status: number): void {
-    for (const pending of this.waiting.splice(0)) this.device.defer(() => pending.endIo?.(status));
+    // Through endBio(), which completes a direct-IO bio to its dio (owner) and any other to endIo.
+    for (const pending of this.waiting.splice(0)) this.device.defer(() => this.endBio(pending, status, -1));
   }
 
   private start(bio: PendingBio): void {

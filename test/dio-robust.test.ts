@@ -5,7 +5,7 @@
 // nothing, and buffered writes into one block of the raw device do not lose each other.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Disk, DioError, FileHandle, mkfs, mount, O_APPEND, O_CREAT, O_DIRECT, O_RDWR } from "../host/index.js";
+import { Disk, DioError, FileHandle, ioSetup, mkfs, mount, O_APPEND, O_CREAT, O_DIRECT, O_RDWR } from "../host/index.js";
 import { dioStart } from "../host/dio.js";
 
 async function code(promise: Promise<unknown>): Promise<string> {
@@ -249,6 +249,41 @@ test("whoever drops the last reference completes the dio: the last bio, or the s
     assert.is(result, 8192);
     assert.throws(() => dio.drop(), /twice/);
   }
+  await disk.close();
+});
+
+test("a power cut fails a direct IO whose bio waits for bvec slots: the AIO event (EIO) and a synchronous write's error arrive", async () => {
+  const disk = await Disk.create({ size: 64 << 20, arenaBytes: 4 << 20, seed: 5 });
+  await mkfs(disk, { blockSize: 4096, inodes: 16 });
+  const fs = await mount(disk, { semantics: "seed" });
+  const fh = await fs.open("f", O_RDWR | O_CREAT | O_DIRECT);
+  // Two buffers apart in memory: each request's bio has two bvecs, which come from the pool's
+  // ranges (a one-bvec bio would take a slot of its own from the stack kept for them).
+  const a = disk.alloc(4096);
+  disk.alloc(4096);
+  const b = disk.alloc(4096);
+  await fh.writev([a, b], 0); // allocated: the AIO write below is queued, not synchronous
+  // Fill the pool's ranges with bios of 256 bvecs each.
+  const buf = disk.alloc(4096);
+  const segments = Array.from({ length: 256 }, () => ({ buf, length: 512 }));
+  const statuses: Promise<number>[] = [];
+  for (let i = 0; i < 257; i++) statuses.push(disk.queue.submitBioWait({ op: "write", sector: 40000 + i * 256, segments }));
+  const fillersWaiting = disk.queue.waitingCount;
+  const ctx = ioSetup(4);
+  ctx.submit([{ opcode: "pwritev", fh, bufs: [a, b], offset: 0, data: 1 }]);
+  for (let i = 0; i < 5; i++) await Promise.resolve(); // the request starts (and lets go of the inode lock)
+  const sync = fh.writev([a, b], 8192).then(() => "returned", (error: unknown) => (error as DioError).code);
+  // Promise jobs only (the device steps once they have all run): both requests reach the block
+  // layer and wait there, and nothing completes before the cut.
+  for (let i = 0; i < 200; i++) await Promise.resolve();
+  assert.is(disk.queue.waitingCount, fillersWaiting + 2, "both requests' bios wait for bvec slots");
+  await disk.crash();
+  await Promise.all(statuses);
+  const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 5000));
+  const events = await Promise.race([ctx.getEvents(1, 4), timeout]);
+  assert.ok(events !== "timeout", "the AIO request's event arrives");
+  assert.is((events as { res: number }[])[0].res, -5);
+  assert.is(await Promise.race([sync, timeout]), "EIO", "the synchronous write fails with EIO");
   await disk.close();
 });
 
