@@ -510,10 +510,20 @@ export function deviceRead(sector: u32, sectors: u32, index: u32, done: u32): i3
 
 /** Issues a cache flush: returns the log position it covers (every write completed so far). */
 export function flushMark(): u32 {
+  return flushMarks(1);
+}
+
+/**
+ * `count` flushes issued back to back, with nothing completing between them: they cover the same
+ * writes, so one mark (and one commit) serves them all; each counts as a flush. The flush thread
+ * serves a run of requests of an ordered queue so (the first flush of the run does the work, the
+ * others find nothing new to write back).
+ */
+export function flushMarks(count: u32): u32 {
   lockDevice();
   const mark = cacheHead();
   store<u32>(ctrlAddr(CTRL_FLUSH_ISSUED), mark);
-  statAdd(CTRL_STAT_FLUSHES, 1);
+  statAdd(CTRL_STAT_FLUSHES, count);
   unlockDevice();
   return mark;
 }

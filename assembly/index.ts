@@ -12,7 +12,7 @@ import { splitBio, splitTailStatus } from "./blk";
 import * as fs from "./fs";
 import * as dio from "./dio";
 import {
-  crashCache, crashInflightWrite, destageAbandon, destageClaimed, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark,
+  crashCache, crashInflightWrite, destageAbandon, destageClaimed, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark, flushMarks,
 } from "./device";
 
 /** Number of layout fields the host compares. */
@@ -65,6 +65,10 @@ export function dev_read(sector: u32, sectors: u32, index: u32, done: u32): i32 
 }
 export function dev_flush_mark(): u32 {
   return flushMark();
+}
+/** `count` flushes issued back to back (one mark, counted `count` times). */
+export function dev_flush_marks(count: u32): u32 {
+  return flushMarks(count);
 }
 export function dev_flush_commit(mark: u32): void {
   flushCommit(mark);

@@ -109,6 +109,8 @@ async function run(semantics: Semantics, dsync: boolean, depth: number, ops = OP
   };
   // Untimed first: the flush thread starts, the path warms up (fio's ramp_time); then the row.
   await drive(WARM_UP_OPS, false);
+  // The write-back thread (started when the layout filled the cache) runs before the row is timed.
+  await disk.destager?.ready();
   const flushesBefore = disk.stats().flushes;
   const t0 = performance.now();
   await drive(ops, true);

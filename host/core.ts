@@ -17,6 +17,7 @@ export interface CoreExports {
   dev_write(sector: number, sectors: number, index: number, done: number, fua: number): number;
   dev_read(sector: number, sectors: number, index: number, done: number): number;
   dev_flush_mark(): number;
+  dev_flush_marks(count: number): number;
   dev_flush_commit(mark: number): void;
   dev_destage_released(budget: number): number;
   dev_destage_claimed(budget: number): number;

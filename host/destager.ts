@@ -44,6 +44,13 @@ export class Destager {
     disk.device.idlePollers.add(this.poll);
   }
 
+  /** Resolves once the thread is running, or could not start; at once when the device has not
+   *  released anything yet (the thread starts at the first release). Benchmarks await it before
+   *  they time anything, as fio's ramp_time lets a job's threads start. */
+  ready(): Promise<void> {
+    return this.starting ?? Promise.resolve();
+  }
+
   /** Whether the thread is running. */
   get running(): boolean {
     return this.worker !== null && this.failedWith === undefined && !this.stopped;
