@@ -207,7 +207,8 @@ function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void
  * room and the destager thread is writing entries back outside the lock (a claim), waits for it
  * to retire them (letting go of the lock meanwhile, and before any of the request's own entries
  * go in, so a request is never split around another thread's step). Afterwards no claim can
- * start until this thread lets go of the lock, so appends may destage as they always did.
+ * start until this thread lets go of the lock, so appends may destage as they always did (a long
+ * run copied without the lock waits again for a claim made meanwhile: appendLines()).
  */
 function roomFor(entries: u32): void {
   if (cacheSlots - (cacheHead() - cacheTail()) < entries) waitUnclaimed();
@@ -232,6 +233,9 @@ function appendLines(first: u32, lines: u32, writeId: u32): void {
     unlockDevice();
     iterCopyOut(entryData(head), lines << LINE_SHIFT);
     lockDevice();
+    // The thread may have claimed entries meanwhile: the request's later pieces may take entries
+    // out of the log to make room (roomFor()'s promise), so the claim is let finish first.
+    waitUnclaimed();
   } else {
     iterCopyOut(entryData(head), lines << LINE_SHIFT);
   }

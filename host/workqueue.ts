@@ -243,6 +243,8 @@ const CONTROL_BYTES = 64;
 /** How long a thread whose device went idle waits for the flush thread's answer before it sleeps
  *  in its event loop (the thread answers within microseconds while it polls). */
 const IDLE_WAIT_MS = 0.2;
+/** The first part of that wait, spent polling. */
+const IDLE_SPIN_MS = 0.02;
 
 /** Whether this thread may block in Atomics.wait: Node's threads may, a browser page may not. */
 const MAY_BLOCK = typeof process !== "undefined" && process.versions?.node !== undefined;
@@ -363,20 +365,28 @@ export class FlushWorker {
    */
   private waitBriefly(): void {
     if (this.pending.length === 0 || this.stopped) return;
-    // Polled, not slept on: the thread stores SERVED after every flush but notifies only once it
-    // has served every request it saw, so a sleeper would wake after the whole run of flushes,
-    // while a poller takes the first one served, and its completion overlaps the next flushes.
+    // The thread serves a run of requests at once (one store of SERVED, then a notify). Poll for a
+    // few microseconds (an answer that is near costs no sleep), then sleep on SERVED for the rest of
+    // IDLE_WAIT_MS: a sleeper gives its core to the flush thread, which a poller would keep from
+    // running when other work shares the machine's cores.
     const want = this.pending[0].seq;
     let seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
     if (seen < want) {
-      const deadline = performance.now() + IDLE_WAIT_MS;
+      const start = performance.now();
+      const spinUntil = start + IDLE_SPIN_MS;
+      const deadline = start + IDLE_WAIT_MS;
       for (let polls = 1; seen < want; polls++) {
-        if ((polls & 63) === 0 && performance.now() > deadline) break;
+        if ((polls & 63) === 0 && performance.now() > spinUntil) break;
+        seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
+      }
+      for (let now = performance.now(); seen < want && now < deadline; now = performance.now()) {
+        Atomics.wait(this.words, FLUSH_WORDS.SERVED, seen, deadline - now);
         seen = Atomics.load(this.words, FLUSH_WORDS.SERVED);
       }
     }
     this.served(seen);
   }
+
 
   private served(served: number): void {
     const alive = this.disk.crashCount === this.cutsAtStart;
