@@ -1507,4 +1507,22 @@ test("a file unlinked while open stays usable through its handle; its space is r
   }
 });
 
+test("file times follow the default clock: a write stamps the time of its run of code, and a later one a later time", async () => {
+  const disk = await Disk.create({ size: 4 << 20, arenaBytes: 1 << 20, cacheBytes: 256 << 10 });
+  await mkfs(disk, { blockSize: 4096, inodes: 16 });
+  const fs = await mount(disk);
+  const fh = await fs.open("t", O_RDWR | O_CREAT);
+  const before = Date.now();
+  await fh.write(new Uint8Array(100), 0, 100, 0);
+  const first = (await fh.stat()).mtimeMs;
+  assert.ok(first >= before && first <= Date.now(), `mtime ${first} within the write (${before}..${Date.now()})`);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await fh.write(new Uint8Array(100), 0, 100, 0);
+  const second = await fh.stat();
+  assert.ok(second.mtimeMs >= first + 5, `a write 5 ms later stamps a later time (${first} -> ${second.mtimeMs})`);
+  assert.is(second.ctimeMs, second.mtimeMs);
+  await fs.unmount();
+  await disk.close();
+});
+
 test.run();

@@ -294,6 +294,10 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
       const generationOf = new Uint32Array(depth);
       const readOf = new Uint8Array(depth);
       let inflight = 0;
+      // When the next submission's preparation began: the end of the previous submission, or the
+      // moment its batch of completions was reaped (fio stamps an io_u when it takes it, before it
+      // prepares it, and again once it is queued; here one clock read serves as both).
+      let prepared = performance.now();
       const submit = (slot: number): void => {
         const offset = nextBlock() * spec.bs;
         const read = isRead();
@@ -302,10 +306,11 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         const gen = read ? 0 : ++generation;
         if (!read) writeData(buf, stamps[slot], offset, gen, verify);
         const iocb: Iocb = { opcode: read ? "pread" : "pwrite", fh, buf, offset, data: slot };
-        const t0 = performance.now();
         ctx.submit([iocb]);
-        t0Of[slot] = t0;
-        t1Of[slot] = performance.now();
+        const queued = performance.now();
+        t0Of[slot] = prepared;
+        t1Of[slot] = queued;
+        prepared = queued;
         offsetOf[slot] = offset;
         generationOf[slot] = gen;
         readOf[slot] = read ? 1 : 0;
@@ -334,7 +339,8 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         if (syncs) for (let i = 0; i < writesDone; i++) await syncIfDue();
         // The clock is read once per batch of completions, as fio checks its runtime once per
         // loop: a run ends at most one batch past its time.
-        const goOn = runtime > 0 ? performance.now() - started < timeLimitMs : true;
+        prepared = performance.now();
+        const goOn = prepared - started < timeLimitMs;
         for (const event of events) {
           if (goOn && issued < totalIos) submit(event.data as number);
         }

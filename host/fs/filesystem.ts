@@ -32,12 +32,33 @@ export interface MountOptions {
    *  count, so a queued O_DSYNC AIO write is never synced at all (spec 7.2), instead of the
    *  generic/ext4/blockdev path that syncs at submission, before the data completed. */
   legacyXfs?: boolean;
-  /** The clock of file times (mtimeMs, ctimeMs): default Date.now. A fixed clock makes the image
+  /** The clock of file times (mtimeMs, ctimeMs): default Date.now (read once per run of code, as
+   *  a coarse clock: a batch of completions stamps one time). A fixed clock makes the image
    *  a function of the workload alone (the WebAssembly benchmark suite checksums it). A clock
    *  that throws or returns something other than a finite number fails no IO: the times it would
    *  have set keep their values (a new file's are 0), and a warning (process.emitWarning, or
    *  console.warn) says why. */
   clock?: () => number;
+}
+
+/**
+ * The default clock of file times: Date.now(), read once per run of code (kept until the
+ * microtask queue runs next), so that a batch of completions stamps its files with one reading.
+ * Date.now() counts whole milliseconds, so calls within one run nearly always read the same value
+ * anyway; and Linux stamps file times from a coarse clock too (current_time(): the coarse
+ * real-time clock, a tick's resolution).
+ */
+let coarseNow = NaN;
+const expireCoarseNow = (): void => {
+  coarseNow = NaN;
+};
+const RESOLVED = Promise.resolve();
+function coarseClock(): number {
+  if (Number.isNaN(coarseNow)) {
+    coarseNow = Date.now();
+    void RESOLVED.then(expireCoarseNow);
+  }
+  return coarseNow;
 }
 
 /**
@@ -358,7 +379,7 @@ export class Filesystem {
   /** The superblock's id (s_id), named in its "dio/<id>" queue. */
   readonly id = `dioemu${++mountSerial}`;
   /** @internal See MountOptions.clock: milliseconds, or NaN when the mount's clock failed. */
-  clock: () => number = Date.now;
+  clock: () => number = coarseClock;
 
   /** @internal mtime and ctime to now; unchanged when the mount's clock failed. */
   stampTimes(inode: Inode): void {
