@@ -36,12 +36,24 @@ function fnv(bytes: Uint8Array): string {
   return (h >>> 0).toString(16);
 }
 
+interface AfterCut { image: string; dirty: number; written: number; threadRan: boolean }
+
+/** Cuts the power, then reads what the media and counters say (the first `bytes` of the image),
+ *  and closes the disk. */
+async function cutAndLook(disk: Disk, bytes: number, threadRan: boolean): Promise<AfterCut> {
+  await disk.crash();
+  const stats = disk.stats();
+  const image = await disk.readSectors(0, bytes / 512);
+  await disk.close();
+  return { image: fnv(image), dirty: stats.dirtyBytes, written: stats.bytesWritten, threadRan };
+}
+
 /**
  * 4 KiB O_DIRECT writes on the raw device at seeded places of a 6 MiB region (lines are often
  * written again while older versions are cached), 24 MiB in all into an 8 MiB cache, every write
  * checked by reading it back; then a power cut. Returns what the media and counters say after it.
  */
-async function run(seed: number, threads: boolean): Promise<{ image: string; dirty: number; written: number; threadRan: boolean }> {
+async function run(seed: number, threads: boolean): Promise<AfterCut> {
   Destager.threads = threads;
   try {
     const disk = await Disk.create({ size: 16 * MIB, cacheBytes: 8 * MIB, arenaBytes: 8 * MIB, seed, destage: "background", latency: { writeMin: 1, writeMax: 3 } });
@@ -73,11 +85,7 @@ async function run(seed: number, threads: boolean): Promise<{ image: string; dir
         if (disk.destager!.running && disk.core.dev_destage_released(0) === 0) threadRan = true;
       }
     }
-    await disk.crash();
-    const stats = disk.stats();
-    const image = await disk.readSectors(0, (6 * MIB) / 512);
-    await disk.close();
-    return { image: fnv(image), dirty: stats.dirtyBytes, written: stats.bytesWritten, threadRan };
+    return await cutAndLook(disk, 6 * MIB, threadRan);
   } finally {
     Destager.threads = true;
   }
@@ -97,7 +105,7 @@ test("destage: a power cut leaves the same media and counters whether the thread
  * outside the device lock, while the thread may claim and retire entries): 48 MiB into an 8 MiB
  * cache over a 12 MiB region, then a power cut.
  */
-async function runLarge(seed: number, threads: boolean): Promise<{ image: string; dirty: number; written: number; threadRan: boolean }> {
+async function runLarge(seed: number, threads: boolean): Promise<AfterCut> {
   Destager.threads = threads;
   try {
     const disk = await Disk.create({ size: 16 * MIB, cacheBytes: 8 * MIB, arenaBytes: 16 * MIB, seed, destage: "background", latency: { writeMin: 1, writeMax: 3 } });
@@ -128,11 +136,7 @@ async function runLarge(seed: number, threads: boolean): Promise<{ image: string
       await new Promise((resolve) => setTimeout(resolve, 20));
       if (disk.destager!.running) threadRan = true;
     }
-    await disk.crash();
-    const stats = disk.stats();
-    const image = await disk.readSectors(0, (12 * MIB) / 512);
-    await disk.close();
-    return { image: fnv(image), dirty: stats.dirtyBytes, written: stats.bytesWritten, threadRan };
+    return await cutAndLook(disk, 12 * MIB, threadRan);
   } finally {
     Destager.threads = true;
   }

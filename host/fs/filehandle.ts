@@ -779,8 +779,10 @@ export class FileHandle {
     const fs = this.fs;
     const inode = this.inode;
     const sem = fs.semantics;
-    if (sem === "legacy") {
-      // fs end_io, the event, then i_dio_count down.
+    if (sem === "legacy" || (sem === "seed" && r.result !== 0 && o.work === null)) {
+      // Legacy, and the seed without a sync-work record (its fs end_io, then generic_dio_end_io()
+      // with no record, below): fs end_io, the event, then i_dio_count down. (Legacy: no sync,
+      // the caller's went out at submission.)
       this.endIo(op, r, offset);
       o.post(r.ret);
       fs.dioStep("event", inode, offset, r.ret);
@@ -796,16 +798,6 @@ export class FileHandle {
       fs.dioStep("dio_end", inode, offset, r.ret);
       o.post(r.ret);
       fs.dioStep("event", inode, offset, r.ret);
-      return;
-    }
-    if (sem === "seed" && r.result !== 0 && o.work === null) {
-      // The seed without a sync-work record (below: the fs end_io, then generic_dio_end_io()
-      // with no record): end_io, the event, then i_dio_count down.
-      this.endIo(op, r, offset);
-      o.post(r.ret);
-      fs.dioStep("event", inode, offset, r.ret);
-      inode.dioEnd();
-      fs.dioStep("dio_end", inode, offset, r.ret);
       return;
     }
     this.completeQueuedInOrder(op, r, offset, o);
