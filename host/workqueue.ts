@@ -387,7 +387,6 @@ export class FlushWorker {
     this.served(seen);
   }
 
-
   private served(served: number): void {
     const alive = this.disk.crashCount === this.cutsAtStart;
     while (this.pending.length > 0 && this.pending[0].seq <= served) {

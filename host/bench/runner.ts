@@ -182,20 +182,18 @@ async function prepare(spec: JobSpec, opts: RunOptions): Promise<Env> {
   // fio does the same, by writing the file for a job that reads it, and for one that only writes
   // it by preallocating it (fallocate=native), which on tmpfs allocates its pages before the job.
   // Our filesystem has no fallocate: writing the file is its nearest equivalent.
-  {
-    const layout = await fs.open(spec.filename, O_RDWR | O_CREAT | O_DIRECT);
-    const chunk = disk.alloc(Math.min(1 << 20, spec.size));
-    for (let at = 0; at < spec.size; at += chunk.length) {
-      const length = Math.min(chunk.length, spec.size - at);
-      for (let b = 0; b < length; b += spec.bs) fillBlock(chunk.subarray(b, b + spec.bs), at + b, 0, spec.verify === "crc32c");
-      await layout.write(chunk, 0, length, at);
-    }
-    disk.free(chunk);
-    await layout.close();
-    await fs.sync();
+  const layout = await fs.open(spec.filename, O_RDWR | O_CREAT | O_DIRECT);
+  const chunk = disk.alloc(Math.min(1 << 20, spec.size));
+  for (let at = 0; at < spec.size; at += chunk.length) {
+    const length = Math.min(chunk.length, spec.size - at);
+    for (let b = 0; b < length; b += spec.bs) fillBlock(chunk.subarray(b, b + spec.bs), at + b, 0, spec.verify === "crc32c");
+    await layout.write(chunk, 0, length, at);
   }
-  // The layout filled the cache past what the device releases: the write-back thread is starting.
-  // The job is timed once it runs (untimed setup, as the job's own threads are started in fio).
+  disk.free(chunk);
+  await layout.close();
+  await fs.sync();
+  // A layout that filled the cache past what the device releases started the write-back thread:
+  // the job is timed once it runs (untimed setup, as fio starts a job's threads before timing).
   await disk.destager?.ready();
   return { disk, fs, fh: await fs.open(spec.filename, flags | O_CREAT) };
 }
@@ -253,7 +251,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
    *  spent on nothing). */
   const syncs = spec.fsync > 0 || spec.fdatasync > 0;
   const syncIfDue = async (): Promise<void> => {
-    if (spec.fsync === 0 && spec.fdatasync === 0) return;
+    if (!syncs) return;
     writesSinceSync++;
     const every = spec.fsync > 0 ? spec.fsync : spec.fdatasync;
     if (writesSinceSync < every) return;
