@@ -882,6 +882,38 @@ test("(57, regression) iomap: an O_DSYNC write that moves i_size is not written 
   await disk.close();
 });
 
+test("(36) seed, worker executor: every O_DSYNC AIO write of a burst gets its own flush, counted once each, though the thread serves a run with one commit, and the data is durable at its event", async () => {
+  const env = await setup({ semantics: "seed", executor: "worker", blocks: 8 });
+  const bufs = Array.from({ length: 8 }, (_, i) => {
+    const b = env.disk.alloc(BLOCK);
+    b.fill(0x70 + i);
+    return b;
+  });
+  const ctx = ioSetup(8);
+  // A first write starts the flush thread; then a burst of 8 at once.
+  ctx.submit([{ opcode: "pwrite", fh: env.fh, buf: bufs[0], offset: 0 }]);
+  assert.is((await ctx.getEvents(1, 1))[0].res, BLOCK);
+  const queue = env.fs.dioQueue!;
+  const flusher = await queue.flusher!;
+  const deviceBefore = env.disk.stats().flushes;
+  const threadBefore = flusher.flushes;
+  ctx.submit(bufs.map((buf, i) => ({ opcode: "pwrite" as const, fh: env.fh, buf, offset: i * BLOCK, data: i })));
+  const events: IoEvent[] = [];
+  while (events.length < 8) events.push(...(await ctx.getEvents(1, 8)));
+  assert.ok(events.every((e) => e.res === BLOCK), "every write succeeded");
+  assert.is(flusher.flushes - threadBefore, 8, "the thread counts one flush per request");
+  assert.is(env.disk.stats().flushes - deviceBefore, 8, "the device counts one flush per request");
+  await ctx.destroy();
+  // Every event came after a flush that covered its write: a power cut now keeps all of them.
+  await env.disk.crash();
+  const again = await mount(env.disk, { semantics: "seed" });
+  const fh = await again.open("f", O_RDONLY | O_DIRECT);
+  const back = env.disk.alloc(8 * BLOCK);
+  await fh.read(back, 0, back.length, 0);
+  for (let i = 0; i < 8; i++) assert.ok(back.subarray(i * BLOCK, (i + 1) * BLOCK).every((x) => x === 0x70 + i), `write ${i} survived the cut`);
+  await env.disk.close();
+});
+
 test("(regression) closing a disk with a filesystem still mounted stops its flush thread", async () => {
   const { disk, fs, fh } = await setup({ semantics: "seed", executor: "worker" });
   const ctx = ioSetup(2);
