@@ -329,18 +329,18 @@ export class Device {
  * surfaces (thrown again from a microtask, as an uncaught exception), and the rest of the step
  * still runs, so no other request is left without its completion.
  */
-/** runReporting() of a request's completion, without a closure per request. */
-function completeReporting(request: DeviceRequest, status: number): void {
+function runReporting(callback: () => void): void {
   try {
-    request.done(status);
+    callback();
   } catch (error) {
     queueMicrotask(() => { throw error; });
   }
 }
 
-function runReporting(callback: () => void): void {
+/** runReporting() of a request's completion, without a closure per request. */
+function completeReporting(request: DeviceRequest, status: number): void {
   try {
-    callback();
+    request.done(status);
   } catch (error) {
     queueMicrotask(() => { throw error; });
   }

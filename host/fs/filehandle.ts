@@ -587,8 +587,7 @@ export class FileHandle {
         // write extending, and an extending write is carried out synchronously.
         if ((op === "write" && offset + total > inode.size) || (op === "read" && offset >= inode.size)) {
           call.unlock();
-          if (call.work !== null) fs.freeSyncWork(call.work, inode);
-          call.work = null;
+          this.freeUnowned(call);
           if (op === "read") return post(0);
           return await this.aioSynchronous(op, buffers, offset, rwFlags, syscall, post, landed);
         }
@@ -676,8 +675,7 @@ export class FileHandle {
     try {
       call.post(await this.completeBySubmitter(call.op, r, call.offset, call));
     } finally {
-      if (call.work !== null) this.fs.freeSyncWork(call.work, this.inode);
-      call.work = null;
+      this.freeUnowned(call);
     }
   }
 
@@ -695,8 +693,7 @@ export class FileHandle {
     } finally {
       call.unlock();
     }
-    if (call.work !== null) this.fs.freeSyncWork(call.work, this.inode);
-    call.work = null;
+    this.freeUnowned(call);
     call.post(await this.callerSync(res, call.offset, call.dsync, call.datasync, false, call.syscall));
   }
 
