@@ -314,6 +314,30 @@ function insertExtent(ino: u32, at: u32, fileBlock: u32, diskBlock: u32, length:
 }
 
 /**
+ * Whether every file block in [firstBlock, endBlock) of `ino` is mapped (a lookup, nothing
+ * allocated): 1, or 0 at the first hole; -EINVAL for a bad inode. Extents are sorted and do not
+ * overlap, so the run from firstBlock is walked extent by extent while each starts where the last
+ * ended.
+ */
+export function fsRangeMapped(ino: u32, firstBlock: u32, endBlock: u32): i32 {
+  if (!inoValid(ino) || load<u32>(slotAddr(ino) + FS_INODE_FLAGS) == 0) return -EINVAL;
+  if (endBlock <= firstBlock) return 1;
+  const start = extStart(ino);
+  const count = extCount(ino);
+  let found = findExtent(ino, firstBlock);
+  if (found < 0) return 0;
+  let covered = firstBlock;
+  for (let k = <u32>found; k < count; k++) {
+    const e = start + k;
+    if (extFile(e) > covered) return 0; // a hole before this extent
+    const end = extFile(e) + extLength(e);
+    if (end > covered) covered = end;
+    if (covered >= endBlock) return 1;
+  }
+  return 0;
+}
+
+/**
  * get_block (spec 2.7): maps file blocks [fileBlock, fileBlock + maxBlocks) of `ino` from the start.
  * Mapped: the disk run that starts there, up to the end of its extent (MAP_BOUNDARY when the run
  * stops at the extent's end, so the next block needs another lookup). A hole without `create`:

@@ -178,6 +178,10 @@ export function fs_load_extent(ino: u32, fileBlock: u32, diskBlock: u32, length:
 export function fs_get_block(ino: u32, fileBlock: u32, maxBlocks: u32, create: bool): i32 {
   return fs.fsGetBlock(ino, fileBlock, maxBlocks, create);
 }
+/** 1 when every block of [firstBlock, endBlock) of `ino` is mapped, 0 at a hole (no allocation). */
+export function fs_range_mapped(ino: u32, firstBlock: u32, endBlock: u32): i32 {
+  return fs.fsRangeMapped(ino, firstBlock, endBlock);
+}
 export function fs_map_disk_block(): u32 {
   return fs.mapDiskBlock;
 }

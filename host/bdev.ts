@@ -7,7 +7,7 @@
 import type { Disk } from "./disk.js";
 import { DioError, type ErrnoName } from "./errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, SECTOR_BYTES } from "./constants.js";
-import { dioBlockBits, dioRun, type DioTarget } from "./dio.js";
+import { dioBlockBits, dioRun, dioRunPolled, type DioRun, type DioTarget } from "./dio.js";
 import { Mutex } from "./fs/mutex.js";
 
 /** Buffered IO on the raw device reads, modifies and writes whole logical blocks: one at a time
@@ -30,6 +30,22 @@ import type { Semantics } from "./fs/filesystem.js";
 
 function fail(code: ErrnoName, syscall: string, message: string): DioError {
   return new DioError(code, syscall, message);
+}
+
+const POLLED = Object.freeze({ polled: true });
+const NO_STEP = (): void => undefined;
+
+/** A direct read's count, or its error thrown. */
+function readDone(run: DioRun, syscall: string): number {
+  if (run.error !== 0) throw DioError.fromErrno(run.error, syscall, "a bio of the read failed");
+  return run.done;
+}
+
+/** A direct write's count (what earlier passes wrote, when a later one failed), or its error
+ *  thrown when nothing was written. */
+function writeDone(run: DioRun, syscall: string): number {
+  if (run.error !== 0 && run.done === 0) throw DioError.fromErrno(run.error, syscall, "a bio of the write failed");
+  return run.done;
 }
 
 /** An open block device: a FileHandle (API.md) over the whole disk. */
@@ -63,7 +79,7 @@ export class BlockDeviceHandle extends FileHandle {
   private target(): DioTarget {
     return {
       disk: this.disk, ino: 0, fsBits: Math.log2(this.disk.limits.logicalBlockSize), semantics: this.semantics,
-      size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false, mayReclaim: () => false,
+      size: () => this.disk.size, skipHoles: false, allocated: () => undefined, reclaim: async () => false, reclaimPolled: () => false, mayReclaim: () => false,
       extended: () => undefined,
       alive: (syscall) => this.devCheckOpen(syscall),
       metadataDirty: () => false,
@@ -127,15 +143,20 @@ export class BlockDeviceHandle extends FileHandle {
     });
   }
 
+  /** A direct request's engine view: the target, its alignment (EINVAL first), and the buffers
+   *  limited to the device (null when nothing is left to transfer). */
+  private directCall(buffers: Uint8Array[], from: number, write: boolean, syscall: string): { target: DioTarget; dioBits: number; clamped: Uint8Array[] } | null {
+    const target = this.target();
+    const dioBits = dioBlockBits(target, buffers, from, syscall);
+    const clamped = this.clamp(buffers, from, write, syscall).filter((b) => b.byteLength > 0);
+    return clamped.length === 0 ? null : { target, dioBits, clamped };
+  }
+
   private async devReadAt(buffers: Uint8Array[], from: number, syscall: string): Promise<number> {
     if ((this.flags & O_DIRECT) !== 0) {
-      const target = this.target();
-      const dioBits = dioBlockBits(target, buffers, from, syscall);
-      const clamped = this.clamp(buffers, from, false, syscall).filter((b) => b.byteLength > 0);
-      if (clamped.length === 0) return 0;
-      const run = await dioRun(target, "read", clamped, from, dioBits, syscall, () => undefined);
-      if (run.error !== 0) throw DioError.fromErrno(run.error, syscall, "a bio of the read failed");
-      return run.done;
+      const call = this.directCall(buffers, from, false, syscall);
+      if (call === null) return 0;
+      return readDone(await dioRun(call.target, "read", call.clamped, from, call.dioBits, syscall, () => undefined), syscall);
     }
     const clamped = this.clamp(buffers, from, false, syscall);
     const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
@@ -153,13 +174,9 @@ export class BlockDeviceHandle extends FileHandle {
     const from = (this.flags & O_APPEND) !== 0 ? this.disk.size : at ?? this.devPosition;
     let written: number;
     if ((this.flags & O_DIRECT) !== 0) {
-      const target = this.target();
-      const dioBits = dioBlockBits(target, buffers, from, syscall);
-      const clamped = this.clamp(buffers, from, true, syscall).filter((b) => b.byteLength > 0);
-      if (clamped.length === 0) return 0;
-      const run = await dioRun(target, "write", clamped, from, dioBits, syscall, () => undefined);
-      if (run.error !== 0 && run.done === 0) throw DioError.fromErrno(run.error, syscall, "a bio of the write failed");
-      written = run.done;
+      const call = this.directCall(buffers, from, true, syscall);
+      if (call === null) return 0;
+      written = writeDone(await dioRun(call.target, "write", call.clamped, from, call.dioBits, syscall, () => undefined), syscall);
     } else {
       const clamped = this.clamp(buffers, from, true, syscall);
       const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
@@ -177,6 +194,48 @@ export class BlockDeviceHandle extends FileHandle {
     // blkdev_write_iter(): generic_write_sync() for O_SYNC/O_DSYNC, a cache flush for the device.
     if ((this.flags & O_DSYNC) !== 0 && written > 0) await this.flush(syscall);
     return written;
+  }
+
+  /** readSync()/readvSync() on the device: O_DIRECT only, polled (FileHandle.readSync()). */
+  protected override readPolled(buffers: Uint8Array[], at: number | null, syscall: string): number {
+    this.devCheckOpen(syscall);
+    if ((this.flags & O_ACCMODE) === O_WRONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for reading (O_WRONLY)`);
+    this.checkPolled(syscall);
+    const from = at ?? this.devPosition;
+    const call = this.directCall(buffers, from, false, syscall);
+    const bytesRead = call === null ? 0 : readDone(dioRunPolled(call.target, "read", call.clamped, from, call.dioBits, syscall, NO_STEP, POLLED), syscall);
+    if (at === null) this.devPosition = from + bytesRead;
+    return bytesRead;
+  }
+
+  /** writeSync()/writevSync() on the device: O_DIRECT only, polled, with the O_DSYNC flush. */
+  protected override writePolled(buffers: Uint8Array[], at: number | null, syscall: string): number {
+    this.devCheckOpen(syscall);
+    if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EBADF", syscall, `file descriptor ${this.fd} is not open for writing (O_RDONLY)`);
+    this.checkPolled(syscall);
+    const from = (this.flags & O_APPEND) !== 0 ? this.disk.size : at ?? this.devPosition;
+    const call = this.directCall(buffers, from, true, syscall);
+    if (call === null) return 0;
+    const written = writeDone(dioRunPolled(call.target, "write", call.clamped, from, call.dioBits, syscall, NO_STEP, POLLED), syscall);
+    if (at === null) this.devPosition = from + written;
+    if ((this.flags & O_DSYNC) !== 0 && written > 0) this.flushPolled(syscall);
+    return written;
+  }
+
+  private flushPolled(syscall: string): void {
+    const status = this.disk.queue.submitBioPolled({ op: "flush", sector: 0, segments: [] }, syscall);
+    if (status !== 0) throw DioError.fromErrno(status, syscall, "the cache flush failed");
+  }
+
+  /** fsync(2) on the device as a synchronous call: a cache flush, polled. */
+  override syncSync(): void {
+    this.devCheckOpen("fsync");
+    this.flushPolled("fsync");
+  }
+
+  override datasyncSync(): void {
+    this.devCheckOpen("fdatasync");
+    this.flushPolled("fdatasync");
   }
 
   /** Reads (data null) or writes `length` bytes at `from`, whole logical blocks through a bounce. */

@@ -116,6 +116,16 @@ const TRACE_SYNC_FUA = Object.freeze(["SYNC", "FUA"]) as unknown as string[];
 const SINGLE_SLOTS = 1024;
 
 /** The request queue of one disk. */
+/** What a polled wait for one bio watches: its status once it ended. */
+class PolledStatus {
+  finished = false;
+  status = 0;
+  end(status: number): void {
+    this.status = status;
+    this.finished = true;
+  }
+}
+
 export class BlockQueue {
   private readonly bvecs: RangeAllocator;
   /** Free slots of the single-bvec part of the pool. */
@@ -205,6 +215,21 @@ export class BlockQueue {
         resolve(status);
       });
     });
+  }
+
+  /**
+   * @internal Submits a bio and waits for it by polling the device on the caller's stack (a
+   * synchronous call: Device.poll()); returns its status (0 or -errno). A flush bio too.
+   */
+  submitBioPolled(bio: Bio, syscall: string): number {
+    const wait = new PolledStatus();
+    const endIo = bio.endIo;
+    this.submitChecked(bio, (status) => {
+      endIo?.(status);
+      wait.end(status);
+    });
+    if (!wait.finished) this.device.poll(wait, syscall);
+    return wait.status;
   }
 
   /** Submits a bio and resolves with its status (0 or -errno). */

@@ -2,7 +2,7 @@
 // seeded latencies, completion in batches off the submitter's stack, the flush state machine with
 // blk-flush coalescing, and the power cut. Data movement itself is the core's (assembly/device.ts).
 import type { CoreExports } from "./core.js";
-import { ERRNO } from "./errors.js";
+import { DioError, ERRNO } from "./errors.js";
 import type { Prng } from "./prng.js";
 import type { Tracer } from "./trace.js";
 
@@ -83,6 +83,26 @@ function deviceScheduler(completions: "drain" | "turn", run: () => void): () => 
   };
 }
 
+/** Callbacks the device runs at each step (a set, kept as an array: a step runs them with no
+ *  iterator). Each is added once; delete() of one absent is a no-op. */
+class Hooks {
+  private list: (() => void)[] = [];
+  get size(): number {
+    return this.list.length;
+  }
+  add(hook: () => void): void {
+    if (!this.list.includes(hook)) this.list = [...this.list, hook];
+  }
+  delete(hook: () => void): void {
+    this.list = this.list.filter((h) => h !== hook);
+  }
+  /** Runs each hook (one added or deleted meanwhile counts from the next run). */
+  run(): void {
+    const list = this.list;
+    for (let i = 0; i < list.length; i++) list[i]();
+  }
+}
+
 /** The device's request queue: dispatch, complete in due order, flush, power cut. */
 export class Device {
   /** Device time in ticks. */
@@ -91,6 +111,10 @@ export class Device {
   private readonly later: (() => void)[] = [];
   private order = 0;
   private pumpScheduled = false;
+  /** A polled wait (poll()) is running the device's steps on its caller's stack. */
+  private polling = false;
+  /** A step is running (a polled wait may not start inside one). */
+  private pumping = false;
   private flushing = false;
   /** Power cuts so far: a completion batch that sees this change fails what it has not completed. */
   private powerCycles = 0;
@@ -179,7 +203,8 @@ export class Device {
   }
 
   private kick(): void {
-    if (this.pumpScheduled) return;
+    // A polled wait steps the device itself; it schedules a step when it ends, if one is needed.
+    if (this.pumpScheduled || this.polling) return;
     this.pumpScheduled = true;
     this.schedule();
   }
@@ -187,19 +212,59 @@ export class Device {
   /** Moves the clock to the next due request and completes every request due by then. */
   /** @internal Called at each pump: work done on other threads is picked up without waiting
    *  for their message (the flush worker's served count). */
-  readonly pollers = new Set<() => void>();
+  readonly pollers = new Hooks();
   /** @internal Called when a pump leaves the device idle: another thread this one waits for (the
    *  flush worker) may be waited for here, briefly, as the block layer's hybrid polling does,
    *  rather than through an event-loop wake-up, which costs tens of microseconds. */
-  readonly idlePollers = new Set<() => void>();
+  readonly idlePollers = new Hooks();
 
   /** The requests of one completion batch (reused: a pump never runs inside another). */
   private readonly batch: (DeviceRequest | undefined)[] = [];
   private readonly statuses: number[] = [];
 
+  /**
+   * A polled wait (blk_poll(), as a RWF_HIPRI or IOPOLL caller spins for its completion rather
+   * than sleeping): runs the device's steps on the caller's stack until `waiter.finished`. Each
+   * step is the one the scheduler would run (the clock moves to the next due request, whose
+   * batch completes), so requests other callers have in flight complete too, in their order.
+   * Throws EDEADLK inside a step (a trace or cut-point callback), and when the device goes idle
+   * before the waiter is done: what it waits for is not the device's to finish.
+   */
+  poll(waiter: { readonly finished: boolean }, syscall: string): void {
+    if (this.pumping || this.polling) {
+      throw new DioError("EDEADLK", syscall, "a synchronous call cannot wait for the device from inside the device's own step (a trace or cut-point callback)");
+    }
+    this.polling = true;
+    try {
+      while (!waiter.finished) {
+        if (this.idle) throw new DioError("EDEADLK", syscall, "a synchronous call waits for something the device will not complete (nothing is in flight)");
+        // A step scheduled before (pumpScheduled) stays scheduled: it runs later and finds
+        // nothing due, and meanwhile no submission schedules another.
+        this.runStep();
+      }
+    } finally {
+      this.polling = false;
+      // Whatever is still in flight (other callers' requests) completes at the scheduled steps.
+      if (!this.idle) this.kick();
+    }
+  }
+
   private pump(): void {
     this.pumpScheduled = false;
-    if (this.pollers.size > 0) for (const poll of this.pollers) poll();
+    this.runStep();
+  }
+
+  private runStep(): void {
+    this.pumping = true;
+    try {
+      this.step();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private step(): void {
+    if (this.pollers.size > 0) this.pollers.run();
     if (this.later.length > 0) {
       const deferred = this.later.splice(0);
       for (const callback of deferred) runReporting(callback);
@@ -209,7 +274,15 @@ export class Device {
       for (const waiter of cacheless) runReporting(() => waiter(0));
     }
     const inflight = this.inflight;
-    if (inflight.length > 0) {
+    if (inflight.length === 1 && this.beforeCompletion === undefined) {
+      // One request in flight and no cut point armed: the batch below, of one, without its
+      // bookkeeping (a synchronous caller's polled request, most often).
+      const request = inflight.pop()!;
+      this.now = request.dueTick!;
+      const status = this.perform(request);
+      this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, status);
+      completeReporting(request, status);
+    } else if (inflight.length > 0) {
       let nextTick = Infinity;
       for (const entry of inflight) if (entry.dueTick! < nextTick) nextTick = entry.dueTick!;
       this.now = nextTick;
@@ -259,7 +332,7 @@ export class Device {
     if (!this.idle) {
       this.kick();
     } else {
-      if (this.idlePollers.size > 0) for (const poll of this.idlePollers) poll();
+      if (this.idlePollers.size > 0) this.idlePollers.run();
       this.onIdle?.();
     }
   }

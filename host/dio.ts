@@ -33,6 +33,8 @@ export interface DioTarget {
   allocated(): void;
   /** On ENOSPC: frees what a commit can free; true when a retry may now succeed. */
   reclaim(syscall: string): Promise<boolean>;
+  /** reclaim() for a synchronous (polled) call. */
+  reclaimPolled(syscall: string): boolean;
   /** Whether reclaim() could free anything (checked before it runs; absent: it might). When it
    *  cannot, ENOSPC stands with the mapping just made, and no await comes between. */
   mayReclaim?(): boolean;
@@ -50,6 +52,8 @@ export interface DioOptions {
   /** iomap's WRITE_THROUGH (an O_DSYNC write, spec 6.3): a pure overwrite of mapped blocks, on a
    *  device with FUA or without a volatile cache, goes out as FUA writes and needs no sync. */
   writeThrough?: boolean;
+  /** A synchronous call (dioRunPolled): on ENOSPC the reclaim runs polled, with no await. */
+  polled?: boolean;
 }
 
 /** One user segment, as the engine sees it: its address in the emulator's memory and length. */
@@ -64,22 +68,20 @@ export interface DioSegment {
   bounce?: Uint8Array;
 }
 
-/** Typed views of one disk's direct-IO tables, made once (the memory never grows). */
+/** Typed views of one disk's direct-IO tables, made once (the memory never grows) and kept on
+ *  the disk (Disk.dioViews). */
 interface DioViews { buffer: ArrayBufferLike; iov: Uint32Array; bvecs: Uint32Array; bios: DataView }
-const viewsOf = new WeakMap<Disk, DioViews>();
 function views(disk: Disk): DioViews {
-  let found = viewsOf.get(disk);
-  if (found === undefined) {
-    const buffer = disk.memory.buffer;
-    found = {
-      buffer,
-      iov: new Uint32Array(buffer, disk.plan.dioIovBase, DIO_IOV_CAPACITY * (BVEC_SIZE / 4)),
-      bvecs: new Uint32Array(buffer, disk.plan.dioBvecBase, DIO_BVEC_CAPACITY * (BVEC_SIZE / 4)),
-      bios: new DataView(buffer, disk.plan.dioBioBase, DIO_BIO_CAPACITY * DIO_BIO_SIZE),
-    };
-    viewsOf.set(disk, found);
-  }
-  return found;
+  return (disk.dioViews ??= makeViews(disk)) as DioViews;
+}
+function makeViews(disk: Disk): DioViews {
+  const buffer = disk.memory.buffer;
+  return {
+    buffer,
+    iov: new Uint32Array(buffer, disk.plan.dioIovBase, DIO_IOV_CAPACITY * (BVEC_SIZE / 4)),
+    bvecs: new Uint32Array(buffer, disk.plan.dioBvecBase, DIO_BVEC_CAPACITY * (BVEC_SIZE / 4)),
+    bios: new DataView(buffer, disk.plan.dioBioBase, DIO_BIO_CAPACITY * DIO_BIO_SIZE),
+  };
 }
 
 function inArena(disk: Disk, user: Uint8Array): boolean {
@@ -251,45 +253,143 @@ export function dioRun(
   return dioRunPasses(target, op, buffers, from, dioBits, syscall, afterSubmit, options);
 }
 
+/** One pass a call's pass loop asks for: map and perform `segments` at `offset`. */
+interface PassAsk {
+  segments: DioSegment[];
+  offset: number;
+  /** The call's last pass: `afterSubmit` runs once its bios are submitted. */
+  last: boolean;
+}
+
+/**
+ * The pass loop of a call of several passes or with bounced buffers, written once for both ways
+ * of waiting: it yields each pass to perform and is resumed with the pass's result (dioPass(),
+ * awaited, or dioPassPolled()). Bounces are copied in before a write pass and out after a read
+ * pass, and released when the pass ends, however the loop ends (the driver calls return()).
+ */
+function* passLoop(target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, options: DioOptions): Generator<PassAsk, DioRun, DioResult> {
+  const list = passes(target.disk, buffers, from, 1 << target.fsBits);
+  let done = 0;
+  let fua = options.writeThrough === true;
+  for (const [index, passBuffers] of list.entries()) {
+    const { segments, release } = passSegments(target.disk, passBuffers);
+    try {
+      if (op === "write") for (const seg of segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
+      const pass = yield { segments, offset: from + done, last: index === list.length - 1 };
+      if (pass.ret < 0) return { done, error: pass.ret, holeAt: false, fua: false };
+      fua &&= pass.fua;
+      if (op === "read") {
+        // What the pass set up (data and zero-filled holes) goes back to the caller's buffers.
+        let left = pass.result;
+        for (const seg of segments) {
+          const take = Math.min(left, seg.user.byteLength);
+          if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
+          left -= take;
+        }
+      }
+      done += pass.ret;
+      if (op === "write" && pass.ret > 0) target.extended(from + done);
+      if (pass.stop === -ENOTBLK) return { done, error: 0, holeAt: true, fua: false };
+      const bytes = passBuffers.reduce((sum, b) => sum + b.byteLength, 0);
+      if (pass.ret < bytes || pass.eof) return { done, error: 0, holeAt: false, fua };
+    } finally {
+      release();
+    }
+  }
+  return { done, error: 0, holeAt: false, fua: done > 0 && fua };
+}
+
+const NO_AFTER_SUBMIT = (): void => undefined;
+
 /** dioRun() for a call of several passes or with bounced buffers. */
 async function dioRunPasses(
   target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
   syscall: string, afterSubmit: () => void, options: DioOptions,
 ): Promise<DioRun> {
-  const list = passes(target.disk, buffers, from, 1 << target.fsBits);
-  let done = 0;
-  let fua = options.writeThrough === true;
+  const loop = passLoop(target, op, buffers, from, options);
   try {
-    for (const [index, passBuffers] of list.entries()) {
-      const last = index === list.length - 1;
-      const { segments, release } = passSegments(target.disk, passBuffers);
-      try {
-        if (op === "write") for (const seg of segments) if (seg.bounce !== undefined) seg.bounce.set(seg.user);
-        const pass = await dioPass(target, op, segments, from + done, dioBits, syscall, last ? afterSubmit : () => undefined, options);
-        if (pass.ret < 0) return { done, error: pass.ret, holeAt: false, fua: false };
-        fua &&= pass.fua;
-        if (op === "read") {
-          // What the pass set up (data and zero-filled holes) goes back to the caller's buffers.
-          let left = pass.result;
-          for (const seg of segments) {
-            const take = Math.min(left, seg.user.byteLength);
-            if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
-            left -= take;
-          }
-        }
-        done += pass.ret;
-        if (op === "write" && pass.ret > 0) target.extended(from + done);
-        if (pass.stop === -ENOTBLK) return { done, error: 0, holeAt: true, fua: false };
-        const bytes = passBuffers.reduce((sum, b) => sum + b.byteLength, 0);
-        if (pass.ret < bytes || pass.eof) return { done, error: 0, holeAt: false, fua };
-      } finally {
-        release();
-      }
+    let step = loop.next();
+    while (step.done !== true) {
+      const ask = step.value;
+      const pass = await dioPass(target, op, ask.segments, ask.offset, dioBits, syscall, ask.last ? afterSubmit : NO_AFTER_SUBMIT, options);
+      step = loop.next(pass);
     }
-    return { done, error: 0, holeAt: false, fua: done > 0 && fua };
+    return step.value;
+  } catch (error) {
+    loop.return({ done: 0, error: 0, holeAt: false, fua: false }); // releases the pass's bounces
+    throw error;
   } finally {
     afterSubmit();
   }
+}
+
+/**
+ * dioRun() for a synchronous call (FileHandle.writeSync() and the like): the same passes, each
+ * waited for by polling the device on the caller's stack (Device.poll()), with no promise and no
+ * await anywhere. `afterSubmit` runs once, after the last pass has submitted its bios, or when
+ * the call ends early. The caller passes options with `polled` set.
+ */
+export function dioRunPolled(
+  target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
+  syscall: string, afterSubmit: () => void, options: DioOptions,
+): DioRun {
+  const disk = target.disk;
+  try {
+    // The common call: one pass over buffers that live in the arena.
+    if (inPlaceOnePass(disk, buffers, from, 1 << target.fsBits) >= 0) {
+      const result = dioPassPolled(target, op, buffers.length === 1 ? oneSegment(buffers[0]) : inPlaceSegments(buffers), from, dioBits, syscall, afterSubmit, options);
+      ONE_SEGMENT[0].user = NO_BYTES; // the caller's buffer is not kept
+      if (result.ret < 0) return { done: 0, error: result.ret, holeAt: false, fua: false };
+      const hole = result.stop === -ENOTBLK;
+      if (op === "write" && result.ret > 0) target.extended(from + result.ret);
+      return { done: result.ret, error: 0, holeAt: hole, fua: !hole && options.writeThrough === true && result.fua && result.ret > 0 };
+    }
+    const loop = passLoop(target, op, buffers, from, options);
+    try {
+      let step = loop.next();
+      while (step.done !== true) {
+        const ask = step.value;
+        step = loop.next(dioPassPolled(target, op, ask.segments, ask.offset, dioBits, syscall, ask.last ? afterSubmit : NO_AFTER_SUBMIT, options));
+      }
+      return step.value;
+    } catch (error) {
+      loop.return({ done: 0, error: 0, holeAt: false, fua: false });
+      throw error;
+    }
+  } finally {
+    afterSubmit();
+  }
+}
+
+/** One in-place segment, reused by synchronous calls of one buffer: it is read only between
+ *  its filling and the pass's mapping, with no other code in between. */
+const NO_BYTES = new Uint8Array(0);
+const ONE_SEGMENT: [DioSegment] = [{ user: NO_BYTES, addr: 0, len: 0 }];
+function oneSegment(user: Uint8Array): DioSegment[] {
+  const seg = ONE_SEGMENT[0];
+  seg.user = user;
+  seg.addr = user.byteOffset;
+  seg.len = user.byteLength;
+  return ONE_SEGMENT;
+}
+
+/** A polled pass's completion: nothing to do, the submitter polls the dio itself (finished). */
+const POLLED_COMPLETION: DioCompletion = { dioComplete: () => undefined };
+
+/** dioPass() for a synchronous call: maps and submits, then polls the device until the dio
+ *  completes (the submitter drops its reference first, as dio_await_completion() follows
+ *  submission; a dio with no bio completes at that drop, with no poll). */
+function dioPassPolled(
+  target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number,
+  syscall: string, afterSubmit: () => void, options: DioOptions,
+): DioResult {
+  const started = dioStart(target, op, segments, offset, dioBits, syscall, POLLED_COMPLETION, options);
+  if (started instanceof Promise) throw new Error("dioemu: a polled direct IO started asynchronously");
+  const dio = started as InFlight;
+  afterSubmit();
+  dio.drop();
+  if (!dio.finished) target.disk.device.poll(dio, syscall);
+  return dio;
 }
 
 /** The alignment the call needs (spec 2.1): dio block bits, or throws EINVAL naming the value. */
@@ -378,7 +478,9 @@ export function dioStart(
   if (submitError === -28 && op === "write" && (target.mayReclaim?.() ?? true)) {
     // ENOSPC: a commit may free blocks. Other calls may map while it runs, so the pass is mapped
     // again afterwards, whatever the commit freed (ENOSPC again if nothing).
-    return reclaimAndRemap(target, op, segments, offset, dioBits, syscall, complete, options, iSizeAtSubmit, skipHoles, builder);
+    if (options.polled !== true) return reclaimAndRemap(target, op, segments, offset, dioBits, syscall, complete, options, iSizeAtSubmit, skipHoles, builder);
+    target.reclaimPolled(syscall);
+    return remap(target, op, segments, offset, dioBits, syscall, complete, options, iSizeAtSubmit, skipHoles, builder);
   }
   return submitMapped(target, op, offset, submitError, iSizeAtSubmit, complete, options);
 }
@@ -390,6 +492,14 @@ async function reclaimAndRemap(
   complete: DioCompletion, options: DioOptions, iSize: number, skipHoles: number, builder: number,
 ): Promise<DioInFlight> {
   await target.reclaim(syscall);
+  return remap(target, op, segments, offset, dioBits, syscall, complete, options, iSize, skipHoles, builder);
+}
+
+/** The pass mapped again after a reclaim, and submitted. */
+function remap(
+  target: DioTarget, op: "read" | "write", segments: DioSegment[], offset: number, dioBits: number, syscall: string,
+  complete: DioCompletion, options: DioOptions, iSize: number, skipHoles: number, builder: number,
+): DioInFlight {
   target.alive(syscall);
   const again = mapPass(target, op === "write" ? OP_WRITE : OP_READ, segments, dioBits, offset / (1 << dioBits), iSize, skipHoles, builder);
   return submitMapped(target, op, offset, again, iSize, complete, options);
@@ -436,6 +546,11 @@ class InFlight implements DioInFlight, DioResult, BioOwner {
 
   get holeAt(): boolean {
     return this.mapStop === -ENOTBLK;
+  }
+
+  /** Every reference dropped: complete (what a polled wait watches). */
+  get finished(): boolean {
+    return this.refs === 0;
   }
 
   drop(): void {

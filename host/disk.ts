@@ -253,6 +253,9 @@ export class Disk {
   /** @internal Every view alloc() handed out: each lies in the arena, which the direct-IO engine
    *  then knows without reading the view's buffer and range (a sub-view is checked in full). */
   readonly arenaViews = new WeakSet<Uint8Array>();
+  /** @internal The direct-IO engine's typed views of this disk's tables (host/dio.ts), made on
+   *  first use. */
+  dioViews: object | undefined;
 
   alloc(size: number, align = 4096): Uint8Array {
     this.checkOpen("alloc");

@@ -60,12 +60,22 @@ export class WorkQueue {
    * here before either installs its queue (the race the seed settles with a compare-and-swap).
    */
   static async create(disk: Disk, name: string, maxActive: number, executor: Executor): Promise<WorkQueue> {
+    WorkQueue.check(disk, name, maxActive, executor);
+    await Promise.resolve();
+    return new WorkQueue(name, maxActive, disk, executor);
+  }
+
+  /** create() with no await (a synchronous caller's; a worker thread still starts on first use). */
+  static createNow(disk: Disk, name: string, maxActive: number, executor: Executor): WorkQueue {
+    WorkQueue.check(disk, name, maxActive, executor);
+    return new WorkQueue(name, maxActive, disk, executor);
+  }
+
+  private static check(disk: Disk, name: string, maxActive: number, executor: Executor): void {
     if (!Number.isInteger(maxActive) || maxActive < 1) throw new Error(`dioemu: workqueue ${name}: max_active ${maxActive} must be at least 1`);
     if (executor === "worker" && !(disk.memory.buffer instanceof SharedArrayBuffer)) {
       throw new DioError("ENOTSUP", "alloc_workqueue", "the worker executor needs the disk's memory to be shared");
     }
-    await Promise.resolve();
-    return new WorkQueue(name, maxActive, disk, executor);
   }
 
   /** Items queued or running. */

@@ -44,7 +44,9 @@ test("direct-IO benchmark smoke run validates its reads and prints IOPS and late
   const result = spawnSync(process.execPath, [script, "--smoke"], { encoding: "utf8", timeout: 120000 });
   assert.is(result.status, 0, result.stderr);
   // Numbers are printed with thousands separators (a slow machine's p99 may pass 1,000 us).
-  assert.match(result.stdout, /4 KiB random O_DIRECT writes, one at a time: [\d,]+ IOPS, p50 [\d,.]+ us, p99 [\d,.]+ us/);
+  for (const row of ["writes, one at a time, await write\\(\\)", "reads, one at a time, await read\\(\\)", "writes, one at a time, writeSync\\(\\)", "reads, one at a time, readSync\\(\\)"]) {
+    assert.match(result.stdout, new RegExp(`4 KiB random O_DIRECT ${row}: +[\\d,]+ IOPS, p50 [\\d,.]+ us, p99 [\\d,.]+ us`));
+  }
   assert.match(result.stdout, /1 MiB sequential O_DIRECT writes: [\d,]+ MiB\/s; memory\.copy [\d,]+ MiB\/s; ratio [\d,.]+/);
 });
 

@@ -220,7 +220,7 @@ test("whoever drops the last reference completes the dio: the last bio, or the s
   const disk = await Disk.create({ size: 1 << 20, arenaBytes: 1 << 20 });
   const target = {
     disk, ino: 0, fsBits: 9, semantics: "seed" as const, size: () => disk.size, skipHoles: false,
-    allocated: () => undefined, reclaim: async () => false, extended: () => undefined, alive: () => undefined,
+    allocated: () => undefined, reclaim: async () => false, reclaimPolled: () => false, extended: () => undefined, alive: () => undefined,
     metadataDirty: () => false,
   };
   const buf = disk.alloc(8192);

@@ -4,8 +4,8 @@
 import { DioError, type ErrnoName } from "../errors.js";
 import { O_ACCMODE, O_APPEND, O_DIRECT, O_DSYNC, O_RDONLY, O_WRONLY, RWF_DSYNC, RWF_SYNC, __O_SYNC } from "../constants.js";
 import {
-  dioBlockBits, dioRun, dioStart, inPlaceOnePass, inPlaceSegments, onePass, passSegments, type DioInFlight, type DioResult, type DioSegment,
-  type DioTarget,
+  dioBlockBits, dioRun, dioRunPolled, dioStart, inPlaceOnePass, inPlaceSegments, onePass, passSegments, type DioInFlight, type DioResult,
+  type DioRun, type DioSegment, type DioTarget,
 } from "../dio.js";
 import { bufferRange, checkBuffers, checkPosition, nextFd } from "../args.js";
 import { FILE_BYTES_MAX, type Filesystem, type Inode, type Stats, type SyncWork } from "./filesystem.js";
@@ -16,6 +16,21 @@ import type { Disk } from "../disk.js";
 /** dioStart() options, shared (never written). */
 const WRITE_THROUGH = Object.freeze({ writeThrough: true });
 const PLAIN = Object.freeze({});
+const POLLED = Object.freeze({ polled: true });
+const POLLED_WRITE_THROUGH = Object.freeze({ writeThrough: true, polled: true });
+const NO_STEP = (): void => undefined;
+
+/** The inode lock of a synchronous read, let go of once its bios are submitted or when the call
+ *  ends, whichever comes first. */
+class HeldLock {
+  private held = true;
+  constructor(private readonly lock: Mutex) {}
+  readonly release = (): void => {
+    if (!this.held) return;
+    this.held = false;
+    this.lock.release();
+  };
+}
 
 /** -EIOCBQUEUED: what direct_IO returns for a queued AIO (the legacy caller synced with it). */
 const EIOCBQUEUED = 529;
@@ -142,6 +157,214 @@ export class FileHandle {
       record?.(bytesWritten, this.isDsync(0));
     }
     return { bytesWritten, buffers };
+  }
+
+  // ---- synchronous calls: the same engine, waited for by polling the device ------------------
+
+  /**
+   * pread(2)/read(2) as a synchronous call, like node:fs readSync(): the number of bytes read.
+   * Only with O_DIRECT (ENOTSUP otherwise). The direct-IO engine runs exactly as for read(), and
+   * the call waits for its bios by polling the device on the caller's stack, as a RWF_HIPRI
+   * caller spins in blk_poll() rather than sleeping: no promise, no event-loop turn. What a
+   * synchronous call cannot wait for (see writeSync()) fails it with EAGAIN before anything
+   * happens, as RWF_NOWAIT does.
+   */
+  readSync(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): number {
+    const syscall = position === null || position === undefined ? "read" : "pread64";
+    const target = bufferRange(buffer, offset, length, syscall);
+    return this.readPolled([target], checkPosition(position, syscall), syscall);
+  }
+
+  /** preadv(2) as a synchronous call (see readSync()). */
+  readvSync(buffers: Uint8Array[], position?: number | null): number {
+    const syscall = position === null || position === undefined ? "readv" : "preadv";
+    checkBuffers(buffers, syscall);
+    return this.readPolled(buffers, checkPosition(position, syscall), syscall);
+  }
+
+  /**
+   * pwrite(2)/write(2) as a synchronous call, like node:fs writeSync(): the number of bytes
+   * written. Only with O_DIRECT (ENOTSUP otherwise). The direct-IO engine runs exactly as for
+   * write(), O_SYNC/O_DSYNC included (the caller's sync, a cache flush or a metadata commit, is
+   * polled too), and its bios are waited for by polling the device (see readSync()).
+   * EAGAIN, before anything happens, when the call would have to wait for something only an
+   * asynchronous call can do: the inode lock held by an asynchronous call in flight, dirty
+   * page-cache pages of the file to write back, a hole inside the file (the write would fall back
+   * to the page cache), a partial last block to zero through the page cache before extending the
+   * file, or a metadata commit in progress when this call may need one. Retry with write().
+   */
+  writeSync(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): number {
+    const syscall = position === null || position === undefined ? "write" : "pwrite64";
+    const data = bufferRange(buffer, offset, length, syscall);
+    return this.writePolled([data], checkPosition(position, syscall), syscall);
+  }
+
+  /** pwritev(2) as a synchronous call (see writeSync()). */
+  writevSync(buffers: Uint8Array[], position?: number | null): number {
+    const syscall = position === null || position === undefined ? "writev" : "pwritev";
+    checkBuffers(buffers, syscall);
+    return this.writePolled(buffers, checkPosition(position, syscall), syscall);
+  }
+
+  /** fsync(2) as a synchronous call: a metadata commit when the file's metadata needs one,
+   *  otherwise a cache flush, polled. EAGAIN when the file has dirty page-cache pages (writing
+   *  them back is asynchronous), its inode lock or the commit lock is held by an asynchronous call. */
+  syncSync(): void {
+    this.checkOpen("fsync");
+    this.recordSyncNow("fsync", () => this.fs.syncInodePolled(this.inode, false, "fsync"));
+  }
+
+  /** fdatasync(2) as a synchronous call (see syncSync()). */
+  datasyncSync(): void {
+    this.checkOpen("fdatasync");
+    this.recordSyncNow("fdatasync", () => this.fs.syncInodePolled(this.inode, true, "fdatasync"));
+  }
+
+  /** @internal readSync()/readvSync() after their argument checks (the raw device overrides it). */
+  protected readPolled(buffers: Uint8Array[], at: number | null, syscall: string): number {
+    this.checkReadable(syscall);
+    this.checkPolled(syscall);
+    const from = at ?? this.position;
+    const bytesRead = this.directReadPolled(buffers, from, syscall);
+    if (at === null) this.position = from + bytesRead;
+    return bytesRead;
+  }
+
+  /** @internal writeSync()/writevSync() after their argument checks (the raw device overrides it). */
+  protected writePolled(buffers: Uint8Array[], at: number | null, syscall: string): number {
+    this.checkWritable(syscall);
+    this.checkPolled(syscall);
+    const record = this.recordWrite(at, buffers, syscall);
+    let bytesWritten = 0;
+    try {
+      bytesWritten = this.directWritePolled(buffers, at, syscall, record);
+    } finally {
+      record?.(bytesWritten, this.isDsync(0));
+    }
+    return bytesWritten;
+  }
+
+  /** Synchronous calls go through the direct-IO engine only. */
+  protected checkPolled(syscall: string): void {
+    if ((this.flags & O_DIRECT) === 0) {
+      throw fail("ENOTSUP", syscall, `file descriptor ${this.fd} is not O_DIRECT: synchronous calls run the direct-IO engine only (buffered IO goes through the page cache, whose IO is asynchronous); use the promise form`);
+    }
+  }
+
+  /** EAGAIN: the synchronous call would have to wait for `why`. */
+  private wouldBlock(syscall: string, why: string): DioError {
+    return fail("EAGAIN", syscall, `${why}; a synchronous call cannot wait for that (use the promise form)`);
+  }
+
+  /** directRead() for a synchronous call: the same steps, the wait polled. */
+  private directReadPolled(buffers: Uint8Array[], from: number, syscall: string): number {
+    const fs = this.fs;
+    const inode = this.inode;
+    const target = this.dioTarget();
+    const dioBits = dioBlockBits(target, buffers, from, syscall);
+    let total = 0;
+    for (const b of buffers) total += b.byteLength;
+    if (total === 0) return 0; // before any lock or allocation
+    if (!inode.lock.tryAcquire()) throw this.wouldBlock(syscall, `inode ${inode.ino} is locked by an asynchronous call in flight`);
+    const held = new HeldLock(inode.lock);
+    try {
+      fs.checkAlive(syscall);
+      if (from >= inode.size) return 0; // the 4.x early check: nothing to read at or past EOF
+      if (fs.pages.hasDirty(inode.ino)) throw this.wouldBlock(syscall, `inode ${inode.ino} has dirty page-cache pages to write back first`);
+      inode.dioBegin();
+      let run: DioRun;
+      try {
+        run = dioRunPolled(target, "read", buffers, from, dioBits, syscall, held.release, POLLED);
+      } finally {
+        inode.dioEnd();
+      }
+      if (run.error !== 0) throw this.errnoError(run.error, syscall);
+      return run.done;
+    } finally {
+      held.release();
+    }
+  }
+
+  /** directWrite() for a synchronous call: the same steps, the waits polled, and EAGAIN before
+   *  anything changes for what only an asynchronous call can wait for (writeSync()). */
+  private directWritePolled(buffers: Uint8Array[], at: number | null, syscall: string, landed: { place(at: number): void } | null): number {
+    const fs = this.fs;
+    const inode = this.inode;
+    const target = this.dioTarget();
+    const append = (this.flags & O_APPEND) !== 0;
+    const checkedBits = append ? 0 : dioBlockBits(target, buffers, at ?? this.position, syscall);
+    let total = 0;
+    for (const b of buffers) total += b.byteLength;
+    const dsync = this.isDsync(0);
+    const datasync = !this.isFullSync(0);
+    if (!inode.lock.tryAcquire()) throw this.wouldBlock(syscall, `inode ${inode.ino} is locked by an asynchronous call in flight`);
+    let work: SyncWork | null = null;
+    let fua = false;
+    let from: number;
+    let written: number;
+    try {
+      // (Alive: checked by writePolled() just before, with nothing run since.)
+      from = append ? inode.size : at ?? this.position;
+      landed?.place(from);
+      const dioBits = append || at === null ? dioBlockBits(target, buffers, from, syscall) : checkedBits;
+      if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
+      this.checkWriteNoWait(from, total, dsync, syscall);
+      // The seed's sync-work record, for synchronous dsync writes too (spec 3.1), freed unused.
+      if (fs.semantics === "seed" && dsync) {
+        fs.initDioQueueNow(syscall);
+        work = fs.allocSyncWork(inode, at ?? this.position, syscall);
+      }
+      fs.invalidateRange(inode, from, total);
+      inode.dioBegin();
+      let run: DioRun;
+      try {
+        run = dioRunPolled(target, "write", buffers, from, dioBits, syscall, NO_STEP, fs.semantics === "iomap" && dsync && datasync ? POLLED_WRITE_THROUGH : POLLED);
+      } finally {
+        inode.dioEnd();
+        fs.dioStep("dio_end", inode, from);
+        if (work !== null) fs.freeSyncWork(work, inode);
+        work = null;
+      }
+      fua = run.fua;
+      const done = this.directWriteRan(run, from, total, syscall);
+      if (run.holeAt && done < total) throw new Error(`dioemu: a synchronous direct write of inode ${inode.ino} reached a hole its check did not see`);
+      written = this.directWriteEnd(from, done, at);
+    } finally {
+      inode.lock.release();
+      if (work !== null) fs.freeSyncWork(work, inode);
+    }
+    // The caller's sync (6.1), polled; its error replaces the count.
+    if (!dsync || written <= 0 || fua) return written;
+    const err = fs.syncRangePolled(inode, datasync, syscall);
+    if (err < 0) throw DioError.fromErrno(err, syscall, `the sync after the direct write failed with errno ${-err}`);
+    return written;
+  }
+
+  /** What a synchronous write of `total` bytes at `from` cannot do, refused before it starts. */
+  private checkWriteNoWait(from: number, total: number, dsync: boolean, syscall: string): void {
+    const fs = this.fs;
+    const inode = this.inode;
+    const ino = inode.ino;
+    const end = from + total;
+    if (fs.pages.hasDirty(ino)) throw this.wouldBlock(syscall, `inode ${ino} has dirty page-cache pages to write back first`);
+    if (total === 0) return;
+    if (end > inode.size && inode.size % fs.blockSize !== 0) {
+      throw this.wouldBlock(syscall, `inode ${ino} ends inside a block (size ${inode.size}): extending it zeroes that block's tail through the page cache`);
+    }
+    if (from < inode.size && fs.rangeHasHole(inode, from, Math.min(end, inode.size))) {
+      throw this.wouldBlock(syscall, `the range ${from}..${end} of inode ${ino} has a hole inside the file: the direct write would fall back to the page cache`);
+    }
+    // A dsync write may commit; an extending one may allocate, and on ENOSPC commit to free.
+    if ((dsync || end > inode.size) && fs.commitBusy) throw this.wouldBlock(syscall, "a metadata commit started by an asynchronous call is in progress");
+  }
+
+  /** @internal Runs a synchronous sync of this file, recorded for the oracle. */
+  recordSyncNow(how: string, sync: () => void): void {
+    const recorder = this.fs.recorder;
+    const name = this.inode?.name;
+    const done = recorder !== undefined && name !== null && name !== undefined ? recorder.syncStart(name, how) : undefined;
+    sync();
+    done?.(true);
   }
 
   /** Buffered read of up to data.length bytes at `from`, stopping at EOF. */
@@ -315,6 +538,11 @@ export class FileHandle {
         fs.truncateBlocks(inode, Math.ceil(inode.size / fs.blockSize));
         return fs.reclaim(syscall);
       },
+      reclaimPolled: (syscall) => {
+        if (!fs.hasPendingFree()) return false;
+        fs.truncateBlocks(inode, Math.ceil(inode.size / fs.blockSize));
+        return fs.reclaimPolled(syscall);
+      },
       // A call of several passes moves i_size after each, once its data is written, so that a
       // later pass's trim past EOF never takes an earlier pass's blocks.
       extended: (end) => {
@@ -418,28 +646,14 @@ export class FileHandle {
         work = null;
       }
       fua = run.fua;
-      let done = run.done;
-      if (done > 0 && from + done > inode.size) {
-        inode.size = from + done;
-        fs.touchData(inode);
-      }
-      // Blocks a failed or short write allocated past i_size go back (3.x ext2_write_failed):
-      // mapped but never written, they would read back stale once the file grows.
-      if (run.error !== 0 || (done < total && !run.holeAt)) fs.truncateBlocks(inode, Math.ceil(inode.size / fs.blockSize));
-      if (run.error !== 0 && done === 0) throw this.errnoError(run.error, syscall);
+      let done = this.directWriteRan(run, from, total, syscall);
       if (run.holeAt && done < total) {
         // The rest goes through the page cache, is written back and invalidated (3.x
         // __generic_file_aio_write); the call still returns the full count, or, if the buffered
         // part fails, what the direct part wrote.
         done = await this.writeRestBuffered(buffers, from, done, syscall);
       }
-      fs.invalidateRange(inode, from, done);
-      if (done > 0) {
-        fs.stampTimes(inode);
-        fs.touchTimes(inode);
-      }
-      if (at === null) this.position = from + done;
-      written = done;
+      written = this.directWriteEnd(from, done, at);
     } finally {
       unlock();
       if (work !== null) fs.freeSyncWork(work, inode);
@@ -450,6 +664,37 @@ export class FileHandle {
     const res = await this.callerSync(written, syncFrom, dsync, datasync, fua, syscall);
     if (res < 0) throw DioError.fromErrno(res, syscall, `the sync after the direct write failed with errno ${-res}`);
     return res;
+  }
+
+  /** After a direct write's dio: i_size after the data, the blocks a failed or short write
+   *  allocated past it given back, and its error thrown when nothing was written. Returns the
+   *  count written directly. */
+  private directWriteRan(run: DioRun, from: number, total: number, syscall: string): number {
+    const fs = this.fs;
+    const inode = this.inode;
+    const done = run.done;
+    if (done > 0 && from + done > inode.size) {
+      inode.size = from + done;
+      fs.touchData(inode);
+    }
+    // Blocks a failed or short write allocated past i_size go back (3.x ext2_write_failed):
+    // mapped but never written, they would read back stale once the file grows.
+    if (run.error !== 0 || (done < total && !run.holeAt)) fs.truncateBlocks(inode, Math.ceil(inode.size / fs.blockSize));
+    if (run.error !== 0 && done === 0) throw this.errnoError(run.error, syscall);
+    return done;
+  }
+
+  /** The end of a direct write under the inode lock: the range invalidated again, the file times,
+   *  the file position. Returns the count. */
+  private directWriteEnd(from: number, done: number, at: number | null): number {
+    const fs = this.fs;
+    fs.invalidateRange(this.inode, from, done);
+    if (done > 0) {
+      fs.stampTimes(this.inode);
+      fs.touchTimes(this.inode);
+    }
+    if (at === null) this.position = from + done;
+    return done;
   }
 
   /** An AIO carried out as the synchronous call would be; `post` gets its result. */

@@ -43,12 +43,15 @@ export interface MountOptions {
 
 /**
  * The default clock of file times: Date.now(), read once per run of code (kept until the
- * microtask queue runs next), so that a batch of completions stamps its files with one reading.
- * Date.now() counts whole milliseconds, so calls within one run nearly always read the same value
- * anyway; and Linux stamps file times from a coarse clock too (current_time(): the coarse
- * real-time clock, a tick's resolution).
+ * microtask queue runs next) and at least every COARSE_READS_MAX readings (a long synchronous run,
+ * such as a loop of writeSync() calls, keeps no promise job from running), so that a batch of
+ * completions stamps its files with one reading. Date.now() counts whole milliseconds, so calls
+ * within one run nearly always read the same value anyway; and Linux stamps file times from a
+ * coarse clock too (current_time(): the coarse real-time clock, a tick's resolution).
  */
 let coarseNow = NaN;
+let coarseReads = 0;
+const COARSE_READS_MAX = 64;
 const expireCoarseNow = (): void => {
   coarseNow = NaN;
 };
@@ -56,7 +59,11 @@ const RESOLVED = Promise.resolve();
 function coarseClock(): number {
   if (Number.isNaN(coarseNow)) {
     coarseNow = Date.now();
+    coarseReads = 0;
     void RESOLVED.then(expireCoarseNow);
+  } else if (++coarseReads >= COARSE_READS_MAX) {
+    coarseNow = Date.now();
+    coarseReads = 0;
   }
   return coarseNow;
 }
@@ -192,6 +199,20 @@ function checkBlockSize(disk: Disk, blockSize: unknown): number {
 }
 
 /** Block-granular IO on the disk for the filesystem, through bounce buffers in the arena. */
+/** A metadata commit's snapshot (Filesystem.commitPlan()). */
+interface CommitPlan {
+  version: number;
+  frees: [number, number][];
+  generation: number;
+  blob: Uint8Array;
+  blobAt: number;
+  superblock: Uint8Array;
+  superAt: number;
+}
+
+/** A cache flush (REQ_PREFLUSH with no data); never written to. */
+const FLUSH_BIO: Bio = Object.freeze({ op: "flush", sector: 0, segments: [] });
+
 class BlockIo {
   constructor(
     private readonly disk: Disk,
@@ -212,8 +233,21 @@ class BlockIo {
   }
 
   async submit(bio: Bio, syscall: string): Promise<void> {
+    this.beforeIo(syscall);
+    this.afterIo(await this.disk.queue.submitBioWait(bio), bio, syscall);
+  }
+
+  /** submit() for a synchronous caller: the bio is waited for by polling the device. */
+  submitPolled(bio: Bio, syscall: string): void {
+    this.beforeIo(syscall);
+    this.afterIo(this.disk.queue.submitBioPolled(bio, syscall), bio, syscall);
+  }
+
+  private beforeIo(syscall: string): void {
     if (this.dead()) throw fail("EIO", syscall, "the disk lost power since this filesystem was mounted");
-    const status = await this.disk.queue.submitBioWait(bio);
+  }
+
+  private afterIo(status: number, bio: Bio, syscall: string): void {
     if (this.dead()) throw fail("EIO", syscall, "the disk lost power while this filesystem's IO was in flight");
     if (status !== 0) throw DioError.fromErrno(status, syscall, `${bio.op} at sector ${bio.sector} failed with errno ${-status}`);
   }
@@ -222,15 +256,28 @@ class BlockIo {
   async write(offset: number, data: Uint8Array, syscall: string, flags: BioFlag[] = []): Promise<void> {
     const chunk = this.bounce(Math.min(IO_CHUNK_BYTES, data.length));
     try {
-      for (let at = 0; at < data.length; at += chunk.length) {
-        const length = Math.min(chunk.length, data.length - at);
-        chunk.set(data.subarray(at, at + length));
-        const last = at + length >= data.length;
-        await this.submit({ op: "write", sector: (offset + at) / SECTOR_BYTES, segments: [{ buf: chunk, length }], flags: last ? flags : [] }, syscall);
-      }
+      for (let at = 0; at < data.length; at += chunk.length) await this.submit(this.writeChunk(chunk, offset, data, at, flags), syscall);
     } finally {
       this.disk.free(chunk);
     }
+  }
+
+  /** write() for a synchronous caller. */
+  writePolled(offset: number, data: Uint8Array, syscall: string, flags: BioFlag[] = []): void {
+    const chunk = this.bounce(Math.min(IO_CHUNK_BYTES, data.length));
+    try {
+      for (let at = 0; at < data.length; at += chunk.length) this.submitPolled(this.writeChunk(chunk, offset, data, at, flags), syscall);
+    } finally {
+      this.disk.free(chunk);
+    }
+  }
+
+  /** The bio that writes `data` from `at` on through `chunk` (the flags go on the last one). */
+  private writeChunk(chunk: Uint8Array, offset: number, data: Uint8Array, at: number, flags: BioFlag[]): Bio {
+    const length = Math.min(chunk.length, data.length - at);
+    chunk.set(data.subarray(at, at + length));
+    const last = at + length >= data.length;
+    return { op: "write", sector: (offset + at) / SECTOR_BYTES, segments: [{ buf: chunk, length }], flags: last ? flags : [] };
   }
 
   /** Reads `length` bytes (a multiple of the logical block) at byte `offset` of the disk. */
@@ -250,10 +297,13 @@ class BlockIo {
   }
 
   async flush(syscall: string): Promise<void> {
-    if (this.dead()) throw fail("EIO", syscall, "the disk lost power since this filesystem was mounted");
-    const status = await this.disk.queue.flushWait();
-    if (this.dead()) throw fail("EIO", syscall, "the disk lost power while this filesystem's IO was in flight");
-    if (status !== 0) throw DioError.fromErrno(status, syscall, `flush at sector 0 failed with errno ${-status}`);
+    this.beforeIo(syscall);
+    this.afterIo(await this.disk.queue.flushWait(), FLUSH_BIO, syscall);
+  }
+
+  /** flush() for a synchronous caller. */
+  flushPolled(syscall: string): void {
+    this.submitPolled(FLUSH_BIO, syscall);
   }
 }
 
@@ -521,6 +571,23 @@ export class Filesystem {
     return this.dioQueue!;
   }
 
+  /** @internal initDioQueue() for a synchronous caller: the queue is made and installed at once
+   *  (with no await between, no other first user can race it). */
+  initDioQueueNow(syscall: string): WorkQueue {
+    if (this.dioQueue !== null) return this.dioQueue;
+    if (this.failQueueAlloc > 0) {
+      this.failQueueAlloc--;
+      throw fail("ENOMEM", syscall, "the direct-IO completion queue could not be allocated");
+    }
+    const seed = this.semantics === "seed";
+    const queue = WorkQueue.createNow(this.disk, seed ? "dio-sync" : `dio/${this.id}`, seed ? 1 : 256, this.disk.executor);
+    this.dioStats.queuesCreated++;
+    this.dioStep("queue_created");
+    this.dioQueue = queue;
+    this.dioStep("queue_installed");
+    return queue;
+  }
+
   /** @internal The seed's kmalloc of a sync-work record (ENOMEM from a test hook). */
   allocSyncWork(inode: Inode, offset: number, syscall: string): SyncWork {
     if (this.failWorkAlloc > 0) {
@@ -575,6 +642,25 @@ export class Filesystem {
         return status;
       }
       await this.io.flush(syscall);
+      return 0;
+    } catch (error) {
+      return error instanceof DioError ? error.errno : -5;
+    }
+  }
+
+  /**
+   * @internal syncRange() for a synchronous caller: the commit or the cache flush, waited for by
+   * polling the device. The caller has made sure beforehand that nothing in it must wait for an
+   * asynchronous call: no dirty page of the inode, the commit lock free (EAGAIN otherwise, before
+   * any IO). Returns 0 or -errno.
+   */
+  syncRangePolled(inode: Inode, datasync: boolean, syscall: string): number {
+    this.dioStats.syncs++;
+    try {
+      this.checkAlive(syscall);
+      if (this.pages.hasDirty(inode.ino)) throw new Error("dioemu: a polled sync found dirty pages it cannot write back");
+      if (this.needsCommit(inode, datasync)) this.commitPolled(syscall);
+      else this.io.flushPolled(syscall);
       return 0;
     } catch (error) {
       return error instanceof DioError ? error.errno : -5;
@@ -762,6 +848,17 @@ export class Filesystem {
     return { diskBlock: core.fs_map_disk_block() >>> 0, count: core.fs_map_block_count() >>> 0, flags };
   }
 
+  /** @internal Whether a block of [from, end) is a hole (looked up, never allocated). */
+  rangeHasHole(inode: Inode, from: number, end: number): boolean {
+    return this.disk.core.fs_range_mapped(inode.ino, Math.floor(from / this.blockSize), Math.ceil(end / this.blockSize)) !== 1;
+  }
+
+  /** @internal Whether an asynchronous call holds the commit lock (a synchronous one needing a
+   *  commit could not wait for it). */
+  get commitBusy(): boolean {
+    return this.commitLock.locked;
+  }
+
   /** @internal Unmaps file blocks from `fromBlock` on; the freed runs wait for the next commit. */
   truncateBlocks(inode: Inode, fromBlock: number): void {
     const core = this.disk.core;
@@ -793,6 +890,13 @@ export class Filesystem {
   async reclaim(syscall: string): Promise<boolean> {
     if (this.pendingFree.length === 0) return false;
     await this.commit(syscall);
+    return true;
+  }
+
+  /** @internal reclaim() for a synchronous caller (commitPolled()). */
+  reclaimPolled(syscall: string): boolean {
+    if (this.pendingFree.length === 0) return false;
+    this.commitPolled(syscall);
     return true;
   }
 
@@ -1064,46 +1168,100 @@ export class Filesystem {
       // Ordered data: the blob is taken when no data write is in flight, with no await between
       // that check and the snapshot, so every block it maps holds its data or is being flushed.
       while (this.dataWritesInFlight > 0) await this.dataWritesIdle();
-      const version = this.metaVersion;
-      const records: InodeRecord[] = [];
-      for (const inode of [...this.inodes.values()].sort((a, b) => a.ino - b.ino)) {
-        if (inode.name === null) continue;
-        records.push({ ino: inode.ino, size: inode.size, mtimeMs: inode.mtimeMs, ctimeMs: inode.ctimeMs, name: inode.name, extents: this.extentsOf(inode.ino) });
-      }
-      const frees = this.pendingFree.splice(0);
-      const generation = this.generation + 1;
-      const slot = generation % 2;
-      const blob = encodeMeta(generation, records);
-      const padded = new Uint8Array(Math.ceil(blob.length / this.blockSize) * this.blockSize);
-      padded.set(blob);
-      const sb = encodeSuperblock({
-        version: FORMAT_VERSION, blockSize: this.blockSize, blockCount: this.geometry.blockCount,
-        inodeCount: this.geometry.inodeCount, metaAreaBlocks: this.geometry.metaAreaBlocks, slot,
-        generation, metaBytes: blob.length, metaChecksum: crc32c(blob),
-      });
+      const plan = this.commitPlan();
       try {
-        await this.io.write(this.geometry.metaAreaStart[slot] * this.blockSize, padded, syscall);
+        await this.io.write(plan.blobAt, plan.blob, syscall);
       } catch (error) {
-        // No superblock points at this area yet: the same generation can be written again.
-        this.pendingFree.unshift(...frees);
-        throw error;
+        throw this.commitBlobFailed(plan, error);
       }
       try {
-        // PREFLUSH: the blob and every data write completed so far are durable before the
-        // superblock that points at them; FUA: the superblock itself is durable on completion.
-        await this.io.write(SUPER_SLOT_OFFSETS[slot], slotBytes(this.disk, sb), syscall, ["PREFLUSH", "FUA"]);
+        await this.io.write(plan.superAt, plan.superblock, syscall, ["PREFLUSH", "FUA"]);
       } catch (error) {
-        // The superblock may have reached the device all the same: its generation now names
-        // this blob, which must never be overwritten by another. Stop, as a journal abort does.
-        this.shutdownReason = `the superblock write of generation ${generation} failed (${(error as Error).message})`;
-        throw error;
+        throw this.commitSuperFailed(plan, error);
       }
-      this.generation = generation;
-      this.durableVersion = Math.max(this.durableVersion, version);
-      for (const [start, length] of frees) {
-        if (this.disk.core.fs_free_run(start, length) !== 0) throw new Error(`dioemu: freeing blocks ${start}+${length} failed`);
-      }
+      this.commitDone(plan);
     });
+  }
+
+  /**
+   * @internal commit() for a synchronous caller: the same writes, waited for by polling the
+   * device. EAGAIN when an asynchronous commit holds the commit lock (a synchronous call cannot
+   * wait for it); data writes in flight complete in the polled steps first.
+   */
+  commitPolled(syscall: string): void {
+    if (!this.commitLock.tryAcquire()) throw fail("EAGAIN", syscall, "a metadata commit started by an asynchronous call is in progress; a synchronous call cannot wait for it");
+    try {
+      this.checkAlive(syscall);
+      if (this.dataWritesInFlight > 0) this.disk.device.poll(this.dataWritesDone, syscall);
+      const plan = this.commitPlan();
+      try {
+        this.io.writePolled(plan.blobAt, plan.blob, syscall);
+      } catch (error) {
+        throw this.commitBlobFailed(plan, error);
+      }
+      try {
+        this.io.writePolled(plan.superAt, plan.superblock, syscall, ["PREFLUSH", "FUA"]);
+      } catch (error) {
+        throw this.commitSuperFailed(plan, error);
+      }
+      this.commitDone(plan);
+    } finally {
+      this.commitLock.release();
+    }
+  }
+
+  /** What a polled commit waits for first: no data write in flight. */
+  private readonly dataWritesDone = { fs: this as Filesystem, get finished(): boolean { return this.fs.dataWritesInFlight === 0; } };
+
+  /** A commit's snapshot: the blob of every inode's metadata, the superblock naming it, and the
+   *  frees it makes good (taken now, so they are not reused before it is durable). */
+  private commitPlan(): CommitPlan {
+    const version = this.metaVersion;
+    const records: InodeRecord[] = [];
+    for (const inode of [...this.inodes.values()].sort((a, b) => a.ino - b.ino)) {
+      if (inode.name === null) continue;
+      records.push({ ino: inode.ino, size: inode.size, mtimeMs: inode.mtimeMs, ctimeMs: inode.ctimeMs, name: inode.name, extents: this.extentsOf(inode.ino) });
+    }
+    const frees = this.pendingFree.splice(0);
+    const generation = this.generation + 1;
+    const slot = generation % 2;
+    const encoded = encodeMeta(generation, records);
+    const blob = new Uint8Array(Math.ceil(encoded.length / this.blockSize) * this.blockSize);
+    blob.set(encoded);
+    const sb = encodeSuperblock({
+      version: FORMAT_VERSION, blockSize: this.blockSize, blockCount: this.geometry.blockCount,
+      inodeCount: this.geometry.inodeCount, metaAreaBlocks: this.geometry.metaAreaBlocks, slot,
+      generation, metaBytes: encoded.length, metaChecksum: crc32c(encoded),
+    });
+    return {
+      version, frees, generation, blob, blobAt: this.geometry.metaAreaStart[slot] * this.blockSize,
+      superblock: slotBytes(this.disk, sb), superAt: SUPER_SLOT_OFFSETS[slot],
+    };
+  }
+
+  /** The blob's write failed. No superblock points at its area yet: the same generation can be
+   *  written again, and the frees wait for it. Returns the error to throw. */
+  private commitBlobFailed(plan: CommitPlan, error: unknown): unknown {
+    this.pendingFree.unshift(...plan.frees);
+    return error;
+  }
+
+  /** The superblock's write (PREFLUSH: the blob and every data write completed so far are durable
+   *  before it; FUA: it is itself durable on completion) failed. It may have reached the device
+   *  all the same: its generation now names this blob, which must never be overwritten by another.
+   *  Stop, as a journal abort does. Returns the error to throw. */
+  private commitSuperFailed(plan: CommitPlan, error: unknown): unknown {
+    this.shutdownReason = `the superblock write of generation ${plan.generation} failed (${(error as Error).message})`;
+    return error;
+  }
+
+  /** The commit is durable: its generation is the newest, and its frees take effect. */
+  private commitDone(plan: CommitPlan): void {
+    this.generation = plan.generation;
+    this.durableVersion = Math.max(this.durableVersion, plan.version);
+    for (const [start, length] of plan.frees) {
+      if (this.disk.core.fs_free_run(start, length) !== 0) throw new Error(`dioemu: freeing blocks ${start}+${length} failed`);
+    }
   }
 
   /** @internal Persists what fsync (full) or fdatasync needs for `inode`; ends with a cache flush. */
@@ -1112,6 +1270,17 @@ export class Filesystem {
     await inode.lock.run(() => this.writebackInode(inode, syscall));
     if (this.needsCommit(inode, datasync)) await this.commit(syscall);
     else await this.io.flush(syscall);
+  }
+
+  /** @internal syncInode() for a synchronous caller (FileHandle.syncSync()): EAGAIN, before any
+   *  IO, when it would wait for an asynchronous call (the inode lock, dirty pages to write back,
+   *  a commit in progress). */
+  syncInodePolled(inode: Inode, datasync: boolean, syscall: string): void {
+    this.checkAlive(syscall);
+    if (inode.lock.locked) throw fail("EAGAIN", syscall, `inode ${inode.ino} is locked by an asynchronous call in flight; a synchronous call cannot wait for it`);
+    if (this.pages.hasDirty(inode.ino)) throw fail("EAGAIN", syscall, `inode ${inode.ino} has dirty page-cache pages; writing them back is asynchronous (use sync() or datasync())`);
+    if (this.needsCommit(inode, datasync)) this.commitPolled(syscall);
+    else this.io.flushPolled(syscall);
   }
 
   /** Writes back every file and commits the metadata (sync(2) for this filesystem). */
