@@ -223,6 +223,7 @@ export class BlockDeviceHandle extends FileHandle {
   }
 
   private flushPolled(syscall: string): void {
+    this.disk.device.checkPollable(syscall);
     const status = this.disk.queue.submitBioPolled({ op: "flush", sector: 0, segments: [] }, syscall);
     if (status !== 0) throw DioError.fromErrno(status, syscall, "the cache flush failed");
   }

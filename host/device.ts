@@ -231,9 +231,7 @@ export class Device {
    * before the waiter is done: what it waits for is not the device's to finish.
    */
   poll(waiter: { readonly finished: boolean }, syscall: string): void {
-    if (this.pumping || this.polling) {
-      throw new DioError("EDEADLK", syscall, "a synchronous call cannot wait for the device from inside the device's own step (a trace or cut-point callback)");
-    }
+    this.checkPollable(syscall);
     this.polling = true;
     try {
       while (!waiter.finished) {
@@ -246,6 +244,14 @@ export class Device {
       this.polling = false;
       // Whatever is still in flight (other callers' requests) completes at the scheduled steps.
       if (!this.idle) this.kick();
+    }
+  }
+
+  /** EDEADLK inside a step or a polled wait (a trace or cut-point callback): a synchronous call
+   *  checks this before it does anything, so that it never leaves a request behind unwaited. */
+  checkPollable(syscall: string): void {
+    if (this.pumping || this.polling) {
+      throw new DioError("EDEADLK", syscall, "a synchronous call cannot wait for the device from inside the device's own step (a trace or cut-point callback)");
     }
   }
 

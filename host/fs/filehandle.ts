@@ -211,12 +211,14 @@ export class FileHandle {
    *  them back is asynchronous), its inode lock or the commit lock is held by an asynchronous call. */
   syncSync(): void {
     this.checkOpen("fsync");
+    this.fs.disk.device.checkPollable("fsync");
     this.recordSyncNow("fsync", () => this.fs.syncInodePolled(this.inode, false, "fsync"));
   }
 
   /** fdatasync(2) as a synchronous call (see syncSync()). */
   datasyncSync(): void {
     this.checkOpen("fdatasync");
+    this.fs.disk.device.checkPollable("fdatasync");
     this.recordSyncNow("fdatasync", () => this.fs.syncInodePolled(this.inode, true, "fdatasync"));
   }
 
@@ -244,11 +246,13 @@ export class FileHandle {
     return bytesWritten;
   }
 
-  /** Synchronous calls go through the direct-IO engine only. */
+  /** Synchronous calls go through the direct-IO engine only, and never from inside the device's
+   *  own step (EDEADLK, before anything happens). */
   protected checkPolled(syscall: string): void {
     if ((this.flags & O_DIRECT) === 0) {
       throw fail("ENOTSUP", syscall, `file descriptor ${this.fd} is not O_DIRECT: synchronous calls run the direct-IO engine only (buffered IO goes through the page cache, whose IO is asynchronous); use the promise form`);
     }
+    this.ioDisk().device.checkPollable(syscall);
   }
 
   /** EAGAIN: the synchronous call would have to wait for `why`. */
