@@ -208,8 +208,9 @@ export interface DioRun {
 
 /**
  * Runs a direct-IO call as passes of dioPass(): bounces per pass (copied in before a write, out
- * after a read), stops at EOF, a hole, or an error. `afterSubmit` runs once, after the last pass
- * has submitted its bios (the read path drops i_mutex there) or when the call ends early.
+ * after a read), stops at EOF, a hole, or an error. `afterSubmit` runs after the last pass has
+ * submitted its bios (the read path drops i_mutex there), and when the call ends (early or not):
+ * it must do nothing the second time.
  */
 export function dioRun(
   target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
@@ -326,8 +327,9 @@ async function dioRunPasses(
 /**
  * dioRun() for a synchronous call (FileHandle.writeSync() and the like): the same passes, each
  * waited for by polling the device on the caller's stack (Device.poll()), with no promise and no
- * await anywhere. `afterSubmit` runs once, after the last pass has submitted its bios, or when
- * the call ends early. The caller passes options with `polled` set.
+ * await anywhere. `afterSubmit` runs after the last pass has submitted its bios, and again when
+ * the call ends (it must do nothing the second time: a lock's release that checks it is held).
+ * The caller passes options with `polled` set.
  */
 export function dioRunPolled(
   target: DioTarget, op: "read" | "write", buffers: Uint8Array[], from: number, dioBits: number,
@@ -337,8 +339,12 @@ export function dioRunPolled(
   try {
     // The common call: one pass over buffers that live in the arena.
     if (inPlaceOnePass(disk, buffers, from, 1 << target.fsBits) >= 0) {
-      const result = dioPassPolled(target, op, buffers.length === 1 ? oneSegment(buffers[0]) : inPlaceSegments(buffers), from, dioBits, syscall, afterSubmit, options);
-      ONE_SEGMENT[0].user = NO_BYTES; // the caller's buffer is not kept
+      let result: DioResult;
+      try {
+        result = dioPassPolled(target, op, buffers.length === 1 ? oneSegment(buffers[0]) : inPlaceSegments(buffers), from, dioBits, syscall, afterSubmit, options);
+      } finally {
+        ONE_SEGMENT[0].user = NO_BYTES; // the caller's buffer is not kept
+      }
       if (result.ret < 0) return { done: 0, error: result.ret, holeAt: false, fua: false };
       const hole = result.stop === -ENOTBLK;
       if (op === "write" && result.ret > 0) target.extended(from + result.ret);

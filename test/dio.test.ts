@@ -8,6 +8,12 @@
 //    negative positions, the end of the block device; each checked to change nothing it should not.
 // Every expected value comes from the model or from the rules of the spec (dio-semantics.md 2.1,
 // 2.8, 2.9, 2.12-2.14), never from running the emulator.
+// In the random run every O_DIRECT read and write (plain and vectored, files and the device) goes,
+// at random, through the promise call or through the synchronous one (readSync/readvSync/
+// writeSync/writevSync), sometimes with a promise call left in flight meanwhile. A synchronous
+// call must give the model's result or error, or fail with EAGAIN where the rules of the
+// synchronous calls allow it (see SyncRule), having changed nothing; the test then checks that
+// nothing changed and retries with the promise call, as a user would.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import {
@@ -118,6 +124,160 @@ async function expectError(call: () => Promise<unknown>, code: string, words: re
   throw new Error("unreachable");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Synchronous calls
+
+/** The share of O_DIRECT calls of the random run that go through the synchronous form. */
+const SYNC_SHARE = 0.5;
+/** The share of those that run with a promise direct call left in flight meanwhile. */
+const IN_FLIGHT_SHARE = 0.15;
+/** The page size: a truncate to or from a size not a multiple of it may dirty a page (it zeroes
+ *  the tail of the block holding the end of file through the page cache). */
+const PAGE = 4096;
+
+/**
+ * What the rules of the synchronous calls say of one such call that the model says succeeds. It
+ * fails with EAGAIN, before changing anything, when it would have to wait for something only
+ * asynchronous code can do:
+ * - reads: the inode lock held by a promise call in flight, dirty page-cache pages of the file;
+ * - writes: the same, a hole inside i_size within the written range (the direct write would fall
+ *   back to the page cache), the extension of a file whose size is not a multiple of the fs block,
+ *   a metadata commit in progress for an O_DSYNC or extending write (never here: every promise
+ *   call the test makes is awaited, and none in flight commits);
+ * - on the block device (no page cache, no holes, no inode lock): never.
+ * `must` lists the reasons the model gives for EAGAIN (then the call cannot succeed); `may` is set
+ * when the file may have dirty pages (the test knows only that it might: a buffered write or a
+ * truncate since the last call that writes them back), which allows EAGAIN without requiring it.
+ * With neither, EAGAIN is a failure.
+ */
+interface SyncRule {
+  must: string[];
+  may?: string;
+}
+
+/** How the synchronous calls of one configuration went over the seeds of the run. */
+interface SyncTally {
+  /** Synchronous calls made. */
+  calls: number;
+  /** That returned a count. */
+  ok: number;
+  /** That failed with EAGAIN (and were retried with the promise call). */
+  eagain: number;
+  /** That failed with the error the model gives (EINVAL, ENOSPC), as the promise call would. */
+  errors: number;
+  /** That the rules say must succeed (neither `must` nor `may`): each did (asserted per call). */
+  required: number;
+  /** That the rules say must fail with EAGAIN (`must`): each did (asserted per call). */
+  refused: number;
+}
+
+const syncTallies = new Map<string, { read: SyncTally; write: SyncTally }>();
+function syncTally(config: string, op: "read" | "write"): SyncTally {
+  let t = syncTallies.get(config);
+  if (t === undefined) {
+    const zero = (): SyncTally => ({ calls: 0, ok: 0, eagain: 0, errors: 0, required: 0, refused: 0 });
+    t = { read: zero(), write: zero() };
+    syncTallies.set(config, t);
+  }
+  return t[op];
+}
+
+/** The least share of a configuration's synchronous calls that must have returned a count: of
+ *  those the model lets succeed (no EINVAL or ENOSPC), and of those no EAGAIN rule refuses either
+ *  (the rest may fail with EAGAIN only for dirty pages the test cannot see). Checked for a batch
+ *  of at least SYNC_SHARE_MIN_CALLS such calls per configuration (about 260 seeds and more; the
+ *  default 900 give about 3500). With the default seeds the files' shares are 0.40-0.48 and
+ *  0.86-0.89 (writes), 0.80-0.82 and 0.86-0.87 (reads); the device's are 1 (each call checked).
+ *  A writeSync that always failed with EAGAIN gives 0. */
+const SYNC_OK_SHARE_MIN = {
+  file: { write: { ofEligible: 0.3, ofAllowed: 0.75 }, read: { ofEligible: 0.7, ofAllowed: 0.75 } },
+  device: { write: { ofEligible: 1, ofAllowed: 1 }, read: { ofEligible: 1, ofAllowed: 1 } },
+};
+const SYNC_SHARE_MIN_CALLS = 1000;
+
+/** A promise call left in flight while a synchronous call runs; never rejects (`outcome`). */
+interface InFlight {
+  what: string;
+  outcome: Promise<{ n: number } | { error: unknown }>;
+}
+function inFlight(what: string, call: Promise<number>): InFlight {
+  return { what, outcome: call.then((n) => ({ n }), (error: unknown) => ({ error })) };
+}
+/** Awaits the call in flight; its count, or a failure naming it. */
+async function settle(flight: InFlight, ctx: string): Promise<number> {
+  const r = await flight.outcome;
+  if ("error" in r) {
+    const e = r.error;
+    assert.unreachable(`${ctx}: the ${flight.what} left in flight failed: ${e instanceof DioError ? `DioError ${e.code}: ` : ""}${e instanceof Error ? e.message : String(e)}`);
+  }
+  return (r as { n: number }).n;
+}
+
+/**
+ * Runs a synchronous call judged by `rule` (its model verdict is success): its count, or, on
+ * EAGAIN where the rule allows it, `unchanged()` (what checks that nothing happened) and then the
+ * promise call `retry()`'s count. `settleFirst` runs after the synchronous call and before
+ * anything else: it awaits a promise call left in flight and puts it in the model. Other errors
+ * propagate.
+ */
+async function viaSync(
+  ctx: string, tally: SyncTally, label: string, rule: SyncRule, sync: () => number,
+  settleFirst: () => Promise<void>, unchanged: () => Promise<void>, retry: () => Promise<number>,
+): Promise<number> {
+  tally.calls++;
+  if (rule.must.length === 0 && rule.may === undefined) tally.required++;
+  if (rule.must.length > 0) tally.refused++;
+  let value: number | undefined;
+  let eagain: DioError | undefined;
+  try {
+    value = sync();
+  } catch (error) {
+    if (!(error instanceof DioError) || error.code !== "EAGAIN") {
+      await settleFirst();
+      throw error;
+    }
+    eagain = error;
+  }
+  await settleFirst();
+  if (eagain === undefined) {
+    assert.ok(rule.must.length === 0, `${ctx}: synchronous ${label} returned ${value} where it must fail with EAGAIN (${rule.must.join("; ")})`);
+    tally.ok++;
+    count(`${label}: synchronous call succeeded`);
+    return value!;
+  }
+  assert.ok(rule.must.length > 0 || rule.may !== undefined,
+    `${ctx}: synchronous ${label} failed with EAGAIN where the rules do not allow it (no dirty page possible, no hole in range inside i_size, no extension of a size off the fs block, no call in flight): ${eagain.message}`);
+  assert.ok(eagain.errno < 0, `${ctx}: EAGAIN errno ${eagain.errno} should be negative`);
+  tally.eagain++;
+  if (VERBOSE) console.log(`    EAGAIN (${rule.must.length > 0 ? rule.must.join("; ") : rule.may}), retried with the promise call`);
+  for (const why of rule.must) count(`${label}: synchronous call EAGAIN: ${why}`);
+  if (rule.must.length === 0) count(`${label}: synchronous call EAGAIN: ${rule.may!}`);
+  await unchanged();
+  return await retry();
+}
+
+/** The calls a bad-input case makes, in the promise calls' shape. */
+interface CallForms {
+  write(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesWritten: number }>;
+  read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<{ bytesRead: number }>;
+  writev(buffers: Uint8Array[], position?: number | null): Promise<{ bytesWritten: number }>;
+  readv(buffers: Uint8Array[], position?: number | null): Promise<{ bytesRead: number }>;
+}
+
+/** An O_DIRECT handle's promise calls, and its synchronous calls in the same shape (a throw
+ *  becomes a rejection), so that a case written once checks both: each with its label suffix. */
+function callForms(h: Handle): [string, CallForms][] {
+  const sync: CallForms = {
+    write: async (buffer, offset, length, position) => ({ bytesWritten: h.writeSync(buffer, offset, length, position) }),
+    read: async (buffer, offset, length, position) => ({ bytesRead: h.readSync(buffer, offset, length, position) }),
+    writev: async (buffers, position) => ({ bytesWritten: h.writevSync(buffers, position) }),
+    readv: async (buffers, position) => ({ bytesRead: h.readvSync(buffers, position) }),
+  };
+  return [["", h], [" (synchronous call)", sync]];
+}
+
+type BadCase = { what: string; call: () => Promise<unknown>; words: Word[]; readInto?: Uint8Array };
+
 /** Reads [position, position + length) through `h` in one call; returns exactly the bytes it reported. */
 async function readAll(h: Handle, position: number, length: number, buf?: Uint8Array): Promise<Uint8Array> {
   const b = buf ?? new Uint8Array(length);
@@ -186,10 +346,18 @@ interface FileSlot {
   /** File positions of the two handles (their own, as open file descriptions). */
   dpos: number;
   bpos: number;
+  /** Whether the file may have dirty page-cache pages: after a buffered write or a truncate that
+   *  zeroes a partial page, until a call that writes them back (a promise direct write, a promise
+   *  direct read inside i_size, fsync, unmount) or a synchronous call that proceeded (it cannot,
+   *  with dirty pages). Only a synchronous call's EAGAIN depends on it. */
+  mayBeDirty: boolean;
 }
 
 class FileRun {
   private readonly rng: Rng;
+  /** Picks promise or synchronous calls and the calls left in flight: a stream of its own, so that
+   *  the operations a seed runs are those it always ran. */
+  private readonly how: BaseRng;
   private readonly lbs: 512 | 4096;
   private readonly bs: 1024 | 4096;
   private disk!: Disk;
@@ -200,9 +368,14 @@ class FileRun {
 
   constructor(private readonly seed: number) {
     this.rng = new Rng(seed);
+    this.how = new BaseRng(seed ^ 0x5a1c0de5);
     const g = GEOMETRIES[seed % GEOMETRIES.length];
     this.lbs = g.lbs;
     this.bs = g.bs;
+  }
+
+  private get config(): string {
+    return `files, lbs ${this.lbs} bs ${this.bs}`;
   }
 
   private get ctx(): string {
@@ -228,7 +401,10 @@ class FileRun {
       const raw = await this.disk.openBlockDevice(O_RDWR | O_DIRECT);
       const stale = this.disk.alloc(MIB, 4096);
       for (let i = 0; i < stale.length; i++) stale[i] = FILL_BYTE(i);
-      for (let at = 0; at < DISK_BYTES; at += MIB) assert.is((await raw.write(stale, 0, MIB, at)).bytesWritten, MIB, `${this.ctx}: stale fill at ${at}`);
+      for (let at = 0; at < DISK_BYTES; at += MIB) {
+        const n = this.how.chance(SYNC_SHARE) ? raw.writeSync(stale, 0, MIB, at) : (await raw.write(stale, 0, MIB, at)).bytesWritten;
+        assert.is(n, MIB, `${this.ctx}: stale fill at ${at}`);
+      }
       this.disk.free(stale);
       await raw.close();
       await mkfs(this.disk, { blockSize: this.bs, inodes: 64 });
@@ -236,7 +412,7 @@ class FileRun {
       for (const name of ["alpha", "beta"]) {
         const d = await this.fs.open(name, O_RDWR | O_CREAT | O_DIRECT);
         const b = await this.fs.open(name, O_RDWR);
-        this.files.push({ name, model: new ByteFile(this.bs), d, b, dpos: 0, bpos: 0 });
+        this.files.push({ name, model: new ByteFile(this.bs), d, b, dpos: 0, bpos: 0, mayBeDirty: false });
       }
       for (this.step = 1; this.step <= FILE_OPS; this.step++) {
         const slot = this.rng.pick(this.files);
@@ -337,6 +513,81 @@ class FileRun {
     }
   }
 
+  /** The other file. */
+  private other(slot: FileSlot): FileSlot {
+    return this.files.find((f) => f !== slot)!;
+  }
+
+  /**
+   * Now and then, before a synchronous call on `slot`: a promise direct call left in flight, either
+   * a write of `slot` itself (which holds its inode lock until it completes: the synchronous call
+   * must fail with EAGAIN) or a read or write of the other file (which the synchronous call's
+   * polling completes along with its own). Returns what settles it and puts it in the model, and
+   * whether it holds `slot`'s inode lock.
+   */
+  private leaveInFlight(slot: FileSlot): { settle: () => Promise<void>; locksSlot: boolean } {
+    const none = { settle: async () => undefined, locksSlot: false };
+    if (!this.how.chance(IN_FLIGHT_SHARE)) return none;
+    const same = this.how.chance(0.5);
+    const target = same ? slot : this.other(slot);
+    const write = same || this.how.chance(0.5);
+    const bs = this.bs;
+    const size = target.model.size;
+    const pos = Math.min(roundDown(this.how.int(0, size + 4 * bs), bs), roundDown(FILE_BYTES_MAX - DIRECT_BYTES_MAX, bs));
+    const total = this.how.int(1, 4) * bs;
+    const buffers = new Buffers(this.disk);
+    const buf = buffers.add(total, 0, false);
+    const data = write ? this.how.bytes(total, true) : undefined;
+    if (data !== undefined) buf.set(data);
+    else buf.fill(SENTINEL);
+    const what = `promise direct ${write ? "write" : "read"} of ${total} at ${pos} [size ${size}] ${target.name}`;
+    this.desc = `${this.desc}; in flight meanwhile: ${what}`;
+    if (VERBOSE) console.log(`    in flight meanwhile: ${what}`);
+    count(same ? "file: synchronous call on a file with a promise write of it in flight" : `file: synchronous call with a promise ${write ? "write" : "read"} of the other file in flight`);
+    const flight = inFlight(what, write ? target.d.write(buf, 0, total, pos).then((r) => r.bytesWritten) : target.d.read(buf, 0, total, pos).then((r) => r.bytesRead));
+    const settleIt = async (): Promise<void> => {
+      try {
+        const n = await settle(flight, this.ctx);
+        if (data !== undefined) {
+          assert.is(n, target.model.write(pos, data), `${this.ctx}: bytes written by the ${what} left in flight`);
+        } else {
+          const expected = target.model.read(pos, total);
+          assert.is(n, expected.length, `${this.ctx}: bytes read by the ${what} left in flight`);
+          assertBytes(buf.subarray(0, n), expected, `${this.ctx}: data read by the ${what} left in flight`);
+        }
+        if (write || pos < size) target.mayBeDirty = false; // it wrote back the file's dirty pages
+      } finally {
+        buffers.free();
+      }
+    };
+    return { settle: settleIt, locksSlot: same };
+  }
+
+  /** The rule for a synchronous direct write of `length` bytes at `pos` of `slot` (SyncRule). */
+  private writeRule(slot: FileSlot, pos: number, length: number, locked: boolean): SyncRule {
+    const size = slot.model.size;
+    const end = pos + length;
+    const must: string[] = [];
+    if (locked) must.push("the inode lock held by a promise write in flight");
+    if (pos < size && touchesHole(slot.model, pos, Math.min(end, size) - pos)) must.push("a hole inside i_size in the range");
+    if (end > size && size % this.bs !== 0) must.push("extending a file whose size is not a multiple of the fs block");
+    return { must, may: slot.mayBeDirty ? "the file may have dirty pages" : undefined };
+  }
+
+  /** The rule for a synchronous direct read of `slot` (SyncRule). */
+  private readRule(slot: FileSlot, locked: boolean): SyncRule {
+    return { must: locked ? ["the inode lock held by a promise write in flight"] : [], may: slot.mayBeDirty ? "the file may have dirty pages" : undefined };
+  }
+
+  /** After a synchronous write's EAGAIN: the file is still what the model says, size and bytes
+   *  (read through the buffered handle, which writes nothing back). */
+  private async unchangedAfter(slot: FileSlot, pos: number, length: number, what: string): Promise<void> {
+    assert.is((await slot.b.stat()).size, slot.model.size, `${this.ctx}: ${what}: i_size after EAGAIN`);
+    const start = Math.max(0, pos - this.bs);
+    const span = pos + length + this.bs - start;
+    assertBytes(await readAll(slot.b, start, span), slot.model.read(start, span), `${this.ctx}: ${what}: the bytes of [${start}, ${start + span}) after EAGAIN`);
+  }
+
   private async directWrite(slot: FileSlot): Promise<void> {
     const u = this.unit();
     let { pos, aim } = this.directPosition(slot, u, true);
@@ -348,12 +599,28 @@ class FileRun {
       for (const b of buffers.bufs) b.set(this.rng.data(b.byteLength));
       const data = concat(buffers.bufs);
       const vectored = buffers.bufs.length > 1 || this.rng.chance(0.2);
-      this.note(`direct ${vectored ? "writev" : "write"} ${data.length} at ${useFilePosition ? `null (${pos})` : pos} [${aim}, unit ${u}, size ${slot.model.size}] ${slot.name} bufs ${describeSegments(buffers.bufs)}`);
+      const sync = this.how.chance(SYNC_SHARE);
+      const name = `${vectored ? "writev" : "write"}${sync ? "Sync" : ""}`;
+      this.note(`direct ${name} ${data.length} at ${useFilePosition ? `null (${pos})` : pos} [${aim}, unit ${u}, size ${slot.model.size}] ${slot.name} bufs ${describeSegments(buffers.bufs)}`);
       const err = this.directVerdict(pos, buffers.bufs);
       const at = useFilePosition ? null : pos;
       const call = () => (vectored ? slot.d.writev(buffers.bufs, at).then((r) => r.bytesWritten) : slot.d.write(buffers.bufs[0], 0, data.length, at).then((r) => r.bytesWritten));
+      const syncCall = (): number => (vectored ? slot.d.writevSync(buffers.bufs, at) : slot.d.writeSync(buffers.bufs[0], 0, data.length, at));
+      const flight = sync ? this.leaveInFlight(slot) : undefined;
       if (err !== undefined) {
-        await expectError(call, err.code, [], this.ctx);
+        if (sync) {
+          // Alignment is checked before anything else, the inode lock included.
+          syncTally(this.config, "write").calls++;
+          syncTally(this.config, "write").errors++;
+          try {
+            await expectError(async () => syncCall(), err.code, [], this.ctx);
+          } finally {
+            await flight!.settle();
+          }
+          count(`file: synchronous direct write failed with ${err.code} as the promise call`);
+        } else {
+          await expectError(call, err.code, [], this.ctx);
+        }
         return;
       }
       const size = slot.model.size;
@@ -364,7 +631,16 @@ class FileRun {
       count("file: direct write over mapped blocks only", pos + data.length <= size && !touchesHole(slot.model, pos, data.length));
       count("file: direct writev (2+ buffers)", buffers.bufs.length > 1);
       count("file: direct write from a plain (bounced) array", buffers.bufs.some((b) => b.buffer !== buffers.arena));
-      const written = await call();
+      let written: number;
+      if (sync) {
+        const rule = this.writeRule(slot, pos, data.length, flight!.locksSlot);
+        written = await viaSync(this.ctx, syncTally(this.config, "write"), `file: direct ${vectored ? "writev" : "write"}`, rule, syncCall, flight!.settle,
+          () => this.unchangedAfter(slot, pos, data.length, name), call);
+        slot.mayBeDirty = false; // it found no dirty page, or the promise retry wrote them back
+      } else {
+        written = await call();
+        slot.mayBeDirty = false; // the promise write wrote the dirty pages back first
+      }
       const expected = slot.model.write(pos, data);
       assert.is(written, expected, `${this.ctx}: bytes written`);
       if (useFilePosition) slot.dpos = pos + written;
@@ -384,21 +660,50 @@ class FileRun {
       for (const b of buffers.bufs) b.fill(SENTINEL);
       const total = totalLength(buffers.bufs);
       const vectored = buffers.bufs.length > 1 || this.rng.chance(0.2);
-      this.note(`direct ${vectored ? "readv" : "read"} ${total} at ${useFilePosition ? `null (${pos})` : pos} [${aim}, unit ${u}, size ${slot.model.size}] ${slot.name} bufs ${describeSegments(buffers.bufs)}`);
+      const sync = this.how.chance(SYNC_SHARE);
+      const name = `${vectored ? "readv" : "read"}${sync ? "Sync" : ""}`;
+      this.note(`direct ${name} ${total} at ${useFilePosition ? `null (${pos})` : pos} [${aim}, unit ${u}, size ${slot.model.size}] ${slot.name} bufs ${describeSegments(buffers.bufs)}`);
       const err = this.directVerdict(pos, buffers.bufs);
       const at = useFilePosition ? null : pos;
       const call = () => (vectored ? slot.d.readv(buffers.bufs, at).then((r) => r.bytesRead) : slot.d.read(buffers.bufs[0], 0, total, at).then((r) => r.bytesRead));
+      const syncCall = (): number => (vectored ? slot.d.readvSync(buffers.bufs, at) : slot.d.readSync(buffers.bufs[0], 0, total, at));
+      const untouched = (what: string): void => assertBytes(concat(buffers.bufs), new Uint8Array(total).fill(SENTINEL), `${this.ctx}: ${what}: the read buffers must not change`);
+      const flight = sync ? this.leaveInFlight(slot) : undefined;
       if (err !== undefined) {
-        await expectError(call, err.code, [], this.ctx);
+        if (sync) {
+          syncTally(this.config, "read").calls++;
+          syncTally(this.config, "read").errors++;
+          try {
+            await expectError(async () => syncCall(), err.code, [], this.ctx);
+          } finally {
+            await flight!.settle();
+          }
+          count(`file: synchronous direct read failed with ${err.code} as the promise call`);
+        } else {
+          await expectError(call, err.code, [], this.ctx);
+        }
+        untouched(err.code);
         return;
       }
-      const expected = slot.model.read(pos, total);
+      const before = slot.model.read(pos, total);
       count("file: direct read, dio block = logical block (misaligned to the fs block)", directAlignment(pos, buffers.bufs.map((b) => ({ address: b.byteOffset, length: b.byteLength })), this.bs, this.lbs) < this.bs);
-      count("file: direct read across a hole", touchesHole(slot.model, pos, expected.length));
-      count("file: direct read short at EOF", expected.length > 0 && expected.length < total);
-      count("file: direct read at or past EOF (0)", expected.length === 0);
+      count("file: direct read across a hole", touchesHole(slot.model, pos, before.length));
+      count("file: direct read short at EOF", before.length > 0 && before.length < total);
+      count("file: direct read at or past EOF (0)", before.length === 0);
       count("file: direct readv (2+ buffers)", buffers.bufs.length > 1);
-      const n = await call();
+      const inside = pos < slot.model.size;
+      let n: number;
+      if (sync) {
+        n = await viaSync(this.ctx, syncTally(this.config, "read"), `file: direct ${vectored ? "readv" : "read"}`, this.readRule(slot, flight!.locksSlot), syncCall, flight!.settle,
+          async () => untouched(`${name} EAGAIN`), call);
+      } else {
+        n = await call();
+      }
+      // A read inside i_size wrote the dirty pages back first (the promise call) or found none
+      // (the synchronous one).
+      if (inside) slot.mayBeDirty = false;
+      // A promise write left in flight on this file came first: the model has it now.
+      const expected = slot.model.read(pos, total);
       assert.is(n, expected.length, `${this.ctx}: bytes read`);
       assertBytes(concat(buffers.bufs).subarray(0, n), expected, `${this.ctx}: data read`);
       if (useFilePosition) slot.dpos = pos + n;
@@ -445,6 +750,7 @@ class FileRun {
     count("file: buffered write extending i_size", pos + data.length > slot.model.size);
     const written = bufs.length > 1 ? (await slot.b.writev(bufs, at)).bytesWritten : (await slot.b.write(bufs[0], 0, data.length, at)).bytesWritten;
     assert.is(written, slot.model.write(pos, data), `${this.ctx}: bytes written`);
+    if (written > 0) slot.mayBeDirty = true;
     if (useFilePosition) slot.bpos = pos + written;
   }
 
@@ -484,6 +790,9 @@ class FileRun {
     this.note(`truncate ${slot.name} ${size} -> ${length} [${aim}] via the ${h === slot.d ? "direct" : "buffered"} handle`);
     count(length < size ? "file: truncate down" : length > size ? "file: truncate up" : "file: truncate to the same size");
     await h.truncate(length);
+    // Cutting inside a page zeroes its tail, growing from inside a block zeroes the block's: a
+    // dirty page when the block is on disk.
+    if (length !== size && (length % PAGE !== 0 || size % PAGE !== 0)) slot.mayBeDirty = true;
     slot.model.truncate(length);
   }
 
@@ -494,6 +803,7 @@ class FileRun {
     count("file: fsync/fdatasync");
     if (data) await h.datasync();
     else await h.sync();
+    slot.mayBeDirty = false;
   }
 
   private async remount(): Promise<void> {
@@ -510,6 +820,7 @@ class FileRun {
       f.b = await this.fs.open(f.name, O_RDWR);
       f.dpos = 0;
       f.bpos = 0;
+      f.mayBeDirty = false;
     }
   }
 
@@ -528,7 +839,16 @@ class FileRun {
       const buf = this.disk.alloc(span, 4096);
       try {
         buf.fill(SENTINEL);
-        const direct = await readAll(f.d, 0, span, buf);
+        let direct: Uint8Array;
+        if (this.how.chance(SYNC_SHARE)) {
+          const n = await viaSync(this.ctx, syncTally(this.config, "read"), "file: whole-file direct read", this.readRule(f, false), () => f.d.readSync(buf, 0, span, 0), async () => undefined,
+            async () => assertBytes(buf, new Uint8Array(span).fill(SENTINEL), `${this.ctx}: whole ${f.name}: readSync EAGAIN: the buffer must not change`),
+            async () => (await f.d.read(buf, 0, span, 0)).bytesRead);
+          direct = buf.slice(0, n);
+        } else {
+          direct = await readAll(f.d, 0, span, buf);
+        }
+        if (expected.length > 0) f.mayBeDirty = false;
         assertBytes(direct, expected, `${this.ctx}: whole ${f.name} by one direct read of ${span} at 0`);
       } finally {
         this.disk.free(buf);
@@ -544,6 +864,8 @@ class FileRun {
 
 class DeviceRun {
   private readonly rng: Rng;
+  /** Picks promise or synchronous calls and the calls left in flight (FileRun.how). */
+  private readonly how: BaseRng;
   private readonly lbs: 512 | 4096;
   private disk!: Disk;
   private model!: ByteDevice;
@@ -554,7 +876,12 @@ class DeviceRun {
 
   constructor(private readonly seed: number) {
     this.rng = new Rng(seed ^ 0xdec0de);
+    this.how = new BaseRng(seed ^ 0x5a1cdec0);
     this.lbs = GEOMETRIES[seed % GEOMETRIES.length].lbs;
+  }
+
+  private get config(): string {
+    return `device, lbs ${this.lbs}`;
   }
 
   private get ctx(): string {
@@ -595,7 +922,12 @@ class DeviceRun {
       this.note("end: the whole device by one buffered and one direct read");
       assertBytes(await readAll(this.b, 0, size + this.lbs), this.model.data, `${this.ctx}: whole device (buffered)`);
       const buf = this.disk.alloc(size + 4096, 4096);
-      assertBytes(await readAll(this.d, 0, size + 4096, buf), this.model.data, `${this.ctx}: whole device (direct)`);
+      if (this.how.chance(SYNC_SHARE)) {
+        const n = await this.deviceSync("read", "device: whole-device direct read", undefined, () => this.d.readSync(buf, 0, size + 4096, 0), async () => undefined);
+        assertBytes(buf.subarray(0, n), this.model.data, `${this.ctx}: whole device (direct, readSync)`);
+      } else {
+        assertBytes(await readAll(this.d, 0, size + 4096, buf), this.model.data, `${this.ctx}: whole device (direct)`);
+      }
       this.disk.free(buf);
       await this.d.close();
       await this.b.close();
@@ -637,6 +969,77 @@ class DeviceRun {
     }
   }
 
+  /**
+   * Now and then, before a synchronous call over [pos, pos + length): a promise call (direct or
+   * buffered, read or write) of other logical blocks left in flight, which the synchronous call's
+   * polling completes along with its own. Returns what settles it and puts it in the model.
+   */
+  private leaveInFlight(pos: number, length: number): () => Promise<void> {
+    const none = async (): Promise<void> => undefined;
+    if (!this.how.chance(IN_FLIGHT_SHARE)) return none;
+    const lbs = this.lbs;
+    const size = this.model.size;
+    const direct = this.how.chance(0.5);
+    const write = this.how.chance(0.5);
+    const blocks = this.how.int(1, 8);
+    const skew = direct ? 0 : this.how.int(0, lbs - 1); // buffered: any offset and length
+    const total = blocks * lbs - (direct ? 0 : this.how.int(0, lbs - 1)) - skew;
+    const first = roundDown(pos, lbs);
+    const end = roundUp(pos + length, lbs);
+    let at = -1;
+    for (let tries = 0; tries < 4 && at < 0; tries++) {
+      const start = roundDown(this.how.int(0, size - blocks * lbs), lbs);
+      if (start + blocks * lbs <= first || start >= end) at = start + skew;
+    }
+    if (at < 0 || total <= 0) return none;
+    const h = direct ? this.d : this.b;
+    const buffers = new Buffers(this.disk);
+    const buf = direct ? buffers.add(total, 0, false) : new Uint8Array(total);
+    const data = write ? this.how.bytes(total, true) : undefined;
+    if (data !== undefined) buf.set(data);
+    else buf.fill(SENTINEL);
+    const what = `promise ${direct ? "direct" : "buffered"} ${write ? "write" : "read"} of ${total} at ${at}`;
+    this.desc = `${this.desc}; in flight meanwhile: ${what}`;
+    if (VERBOSE) console.log(`    in flight meanwhile: ${what}`);
+    count(`device: synchronous call with a promise ${direct ? "direct" : "buffered"} ${write ? "write" : "read"} in flight`);
+    const flight = inFlight(what, write ? h.write(buf, 0, total, at).then((r) => r.bytesWritten) : h.read(buf, 0, total, at).then((r) => r.bytesRead));
+    return async () => {
+      try {
+        const n = await settle(flight, this.ctx);
+        if (data !== undefined) {
+          assert.is(n, this.model.write(at, data), `${this.ctx}: bytes written by the ${what} left in flight`);
+        } else {
+          const expected = this.model.read(at, total);
+          assert.is(n, expected.length, `${this.ctx}: bytes read by the ${what} left in flight`);
+          assertBytes(buf.subarray(0, n), expected, `${this.ctx}: data read by the ${what} left in flight`);
+        }
+      } finally {
+        buffers.free();
+      }
+    };
+  }
+
+  /** A synchronous call on the device: the model's error, or its count (never EAGAIN). */
+  private async deviceSync(op: "read" | "write", label: string, err: ModelError | undefined, sync: () => number, settleFlight: () => Promise<void>): Promise<number | undefined> {
+    const tally = syncTally(this.config, op);
+    if (err !== undefined) {
+      tally.calls++;
+      tally.errors++;
+      try {
+        await expectError(async () => sync(), err.code, err.code === "ENOSPC" ? [err.value!] : [], this.ctx);
+      } finally {
+        await settleFlight();
+      }
+      count(`device: synchronous direct ${op} failed with ${err.code} as the promise call`);
+      return undefined;
+    }
+    // The device has no page cache, no holes and no inode lock: EAGAIN is never allowed.
+    return viaSync(this.ctx, tally, label, { must: [] }, sync, settleFlight, async () => undefined, async () => {
+      assert.unreachable(`${this.ctx}: no retry after an EAGAIN that is never allowed`);
+      return 0;
+    });
+  }
+
   private async directWrite(): Promise<void> {
     const u = this.lbs;
     const { pos, aim } = this.position(u);
@@ -646,13 +1049,20 @@ class DeviceRun {
       for (const b of buffers.bufs) b.set(this.rng.data(b.byteLength));
       const data = concat(buffers.bufs);
       const vectored = buffers.bufs.length > 1 || this.rng.chance(0.2);
-      this.note(`direct ${vectored ? "writev" : "write"} ${data.length} at ${pos} [${aim}] bufs ${describeSegments(buffers.bufs)}`);
+      const sync = this.how.chance(SYNC_SHARE);
+      this.note(`direct ${vectored ? "writev" : "write"}${sync ? "Sync" : ""} ${data.length} at ${pos} [${aim}] bufs ${describeSegments(buffers.bufs)}`);
       const verdict = this.call(pos, buffers.bufs, () => this.model.write(pos, data));
       const call = () => (vectored ? this.d.writev(buffers.bufs, pos).then((r) => r.bytesWritten) : this.d.write(buffers.bufs[0], 0, data.length, pos).then((r) => r.bytesWritten));
       count("device: direct write at or past the end (ENOSPC)", verdict.err?.code === "ENOSPC");
       count("device: direct write straddling the end (short)", verdict.value !== undefined && verdict.value < data.length);
       count("device: direct write", verdict.value !== undefined && verdict.value === data.length);
       count("device: direct writev (2+ buffers)", buffers.bufs.length > 1);
+      if (sync) {
+        const syncCall = (): number => (vectored ? this.d.writevSync(buffers.bufs, pos) : this.d.writeSync(buffers.bufs[0], 0, data.length, pos));
+        const n = await this.deviceSync("write", `device: direct ${vectored ? "writev" : "write"}`, verdict.err, syncCall, this.leaveInFlight(pos, data.length));
+        if (n !== undefined) assert.is(n, verdict.value, `${this.ctx}: bytes written`);
+        return;
+      }
       if (verdict.err !== undefined) {
         await expectError(call, verdict.err.code, verdict.err.code === "ENOSPC" ? [pos] : [], this.ctx);
         return;
@@ -672,18 +1082,30 @@ class DeviceRun {
       for (const b of buffers.bufs) b.fill(SENTINEL);
       const total = totalLength(buffers.bufs);
       const vectored = buffers.bufs.length > 1 || this.rng.chance(0.2);
-      this.note(`direct ${vectored ? "readv" : "read"} ${total} at ${pos} [${aim}] bufs ${describeSegments(buffers.bufs)}`);
+      const sync = this.how.chance(SYNC_SHARE);
+      this.note(`direct ${vectored ? "readv" : "read"}${sync ? "Sync" : ""} ${total} at ${pos} [${aim}] bufs ${describeSegments(buffers.bufs)}`);
       const verdict = this.call(pos, buffers.bufs, () => this.model.read(pos, total));
       const call = () => (vectored ? this.d.readv(buffers.bufs, pos).then((r) => r.bytesRead) : this.d.read(buffers.bufs[0], 0, total, pos).then((r) => r.bytesRead));
-      if (verdict.err !== undefined) {
-        await expectError(call, verdict.err.code, [], this.ctx);
-        return;
+      let n: number;
+      if (sync) {
+        const syncCall = (): number => (vectored ? this.d.readvSync(buffers.bufs, pos) : this.d.readSync(buffers.bufs[0], 0, total, pos));
+        const got = await this.deviceSync("read", `device: direct ${vectored ? "readv" : "read"}`, verdict.err, syncCall, this.leaveInFlight(pos, total));
+        if (got === undefined) {
+          assertBytes(concat(buffers.bufs), new Uint8Array(total).fill(SENTINEL), `${this.ctx}: ${verdict.err!.code}: the read buffers must not change`);
+          return;
+        }
+        n = got;
+      } else {
+        if (verdict.err !== undefined) {
+          await expectError(call, verdict.err.code, [], this.ctx);
+          return;
+        }
+        n = await call();
       }
       const expected = verdict.value!;
       count("device: direct read at or past the end (0)", expected.length === 0);
       count("device: direct read straddling the end (short)", expected.length > 0 && expected.length < total);
       count("device: direct readv (2+ buffers)", buffers.bufs.length > 1);
-      const n = await call();
       assert.is(n, expected.length, `${this.ctx}: bytes read`);
       const got = concat(buffers.bufs);
       assertBytes(got.subarray(0, n), expected, `${this.ctx}: data read`);
@@ -786,8 +1208,31 @@ test(`random differential run: O_DIRECT and buffered IO on files and the block d
   console.log(`dio.test: random run of ${SEED_COUNT} seeds took ${((Date.now() - started) / 1000).toFixed(1)} s, ${failures.length} failures`);
   console.log("dio.test: coverage of the random run");
   for (const [what, n] of [...coverage].sort()) console.log(`  ${String(n).padStart(7)}  ${what}`);
+  console.log("dio.test: synchronous calls of the random run, per configuration: those that returned a count, failed with EAGAIN (then retried with the promise call) or with the model's error");
+  const shareFailures: string[] = [];
+  let syncCalls = 0;
+  for (const [config, tallies] of [...syncTallies].sort()) {
+    for (const op of ["write", "read"] as const) {
+      const t = tallies[op];
+      syncCalls += t.calls;
+      // Calls the model lets succeed (no EINVAL, ENOSPC), and of those the ones no EAGAIN rule refuses.
+      const eligible = t.calls - t.errors;
+      const allowed = eligible - t.refused;
+      const share = eligible === 0 ? 1 : t.ok / eligible;
+      const allowedShare = allowed === 0 ? 1 : t.ok / allowed;
+      console.log(`  ${config.padEnd(23)} ${op.padEnd(5)} ${String(t.calls).padStart(5)} calls: ${String(t.ok).padStart(5)} ok (${(share * 100).toFixed(1)}% of ${eligible} without a model error, ` +
+        `${(allowedShare * 100).toFixed(1)}% of ${allowed} not refused by a rule, ${t.required} with no EAGAIN allowed), ${String(t.eagain).padStart(4)} EAGAIN (${t.refused} required by a rule), ${String(t.errors).padStart(4)} model errors`);
+      const min = SYNC_OK_SHARE_MIN[config.startsWith("device") ? "device" : "file"][op];
+      if (eligible >= SYNC_SHARE_MIN_CALLS && (share < min.ofEligible || allowedShare < min.ofAllowed)) {
+        shareFailures.push(`${config}: ${t.ok} synchronous ${op}s returned a count: ${(share * 100).toFixed(1)}% of the ${eligible} the model lets succeed (at least ${min.ofEligible * 100}% expected), ` +
+          `${(allowedShare * 100).toFixed(1)}% of the ${allowed} no EAGAIN rule refuses (at least ${min.ofAllowed * 100}% expected)`);
+      }
+    }
+  }
+  console.log(`dio.test: ${syncCalls} synchronous calls in all`);
   for (const f of failures.slice(0, 20)) console.log(`  FAIL ${f}`);
   assert.is(failures.length, 0, `${failures.length} failing runs; first: ${failures[0]}`);
+  assert.equal(shareFailures, [], "synchronous calls must be exercised for real");
   if (SEED_COUNT >= 100) {
     const expected = [
       "file: direct write, dio block = logical block (misaligned to the fs block)", "file: direct write into a hole inside i_size (buffered fallback)",
@@ -798,6 +1243,19 @@ test(`random differential run: O_DIRECT and buffered IO on files and the block d
       "device: direct write at or past the end (ENOSPC)", "device: direct write straddling the end (short)", "device: direct read at or past the end (0)",
       "device: direct read straddling the end (short)", "device: buffered write at or past the end (ENOSPC)", "device: buffered write straddling the end (short)",
       "device: buffered read straddling the end (short)",
+      "file: direct write: synchronous call succeeded", "file: direct writev: synchronous call succeeded",
+      "file: direct read: synchronous call succeeded", "file: direct readv: synchronous call succeeded",
+      "file: direct write: synchronous call EAGAIN: a hole inside i_size in the range",
+      "file: direct write: synchronous call EAGAIN: extending a file whose size is not a multiple of the fs block",
+      "file: direct write: synchronous call EAGAIN: the inode lock held by a promise write in flight",
+      "file: direct write: synchronous call EAGAIN: the file may have dirty pages",
+      "file: direct read: synchronous call EAGAIN: the inode lock held by a promise write in flight",
+      "file: direct read: synchronous call EAGAIN: the file may have dirty pages",
+      "file: synchronous call with a promise write of the other file in flight", "file: synchronous call with a promise read of the other file in flight",
+      "device: direct write: synchronous call succeeded", "device: direct writev: synchronous call succeeded",
+      "device: direct read: synchronous call succeeded", "device: direct readv: synchronous call succeeded",
+      "device: synchronous direct write failed with ENOSPC as the promise call",
+      "device: synchronous call with a promise direct write in flight", "device: synchronous call with a promise buffered write in flight",
     ];
     for (const what of expected) assert.ok((coverage.get(what) ?? 0) > 0, `the random run never covered: ${what}`);
   }
@@ -1054,63 +1512,75 @@ for (const lbs of [512, 4096] as const) {
     base.fill(0x77);
     const aligned = base.subarray(0, 3 * bs);
     const misaddressed = base.subarray(half, half + 2 * bs);
-    const cases: { what: string; call: () => Promise<unknown>; words: Word[]; readInto?: Uint8Array }[] = [
-      { what: `write at offset ${half}`, call: () => d.write(aligned, 0, lbs, half), words: [half, lbs] },
-      { what: `read at offset ${half}`, call: () => d.read(aligned, 0, lbs, half), words: [half, lbs], readInto: aligned },
-      { what: `writev at offset ${half}`, call: () => d.writev([aligned.subarray(0, lbs), aligned.subarray(lbs, 2 * lbs)], half), words: [half, lbs] },
-      { what: `write of length ${odd}`, call: () => d.write(aligned, 0, odd, 0), words: [odd, lbs] },
-      { what: `read of length ${odd}`, call: () => d.read(aligned, 0, odd, 0), words: [odd, lbs], readInto: aligned },
-      { what: `writev whose second length is ${odd}`, call: () => d.writev([aligned.subarray(0, lbs), aligned.subarray(lbs, lbs + odd)], 0), words: [odd, lbs] },
-      { what: `readv whose second length is ${odd}`, call: () => d.readv([aligned.subarray(0, lbs), aligned.subarray(lbs, lbs + odd)], 0), words: [odd, lbs], readInto: aligned },
-      { what: `write from address ${misaddressed.byteOffset}`, call: () => d.write(misaddressed, 0, lbs, 0), words: [{ address: misaddressed.byteOffset }, lbs] },
-      { what: `read into address ${misaddressed.byteOffset}`, call: () => d.read(misaddressed, 0, lbs, 0), words: [{ address: misaddressed.byteOffset }, lbs], readInto: misaddressed },
-      { what: `write with buffer offset ${half} (address ${aligned.byteOffset + half})`, call: () => d.write(aligned, half, lbs, lbs), words: [{ address: aligned.byteOffset + half }, lbs] },
-      { what: `writev whose second buffer is at address ${misaddressed.byteOffset + lbs}`, call: () => d.writev([aligned.subarray(0, lbs), misaddressed.subarray(lbs, 2 * lbs)], 0), words: [{ address: misaddressed.byteOffset + lbs }, lbs] },
-      { what: "write at a misaligned offset past EOF", call: () => d.write(aligned, 0, lbs, 10 * bs + half), words: [10 * bs + half, lbs] },
-      { what: "write of a misaligned length past EOF", call: () => d.write(aligned, 0, odd, 10 * bs), words: [odd, lbs] },
-    ];
-    if (lbs === 512) {
-      // A plain array (bounced) keeps its byteOffset as its address.
-      const plain = new Uint8Array(new ArrayBuffer(8192), 256, 4096);
-      cases.push({ what: "write from a plain array at byteOffset 256", call: () => d.write(plain, 0, 4096, 0), words: [{ address: 256 }, 512] });
-      cases.push({ what: "read into a plain array at byteOffset 256", call: () => d.read(plain, 0, 4096, 0), words: [{ address: 256 }, 512], readInto: plain });
-    } else {
-      // Spec 9.3: 4096 bytes from an address ≡ 512 (mod 4096) on a 4096-byte logical block.
-      const at512 = base.subarray(512, 512 + 4096);
-      cases.push({ what: `4096-byte write from address ${at512.byteOffset} (≡ 512 mod 4096)`, call: () => d.write(at512, 0, 4096, 0), words: [{ address: at512.byteOffset }, 4096] });
-      cases.push({ what: "write at offset 512", call: () => d.write(aligned, 0, 4096, 512), words: [512, 4096] });
-      cases.push({ what: "write of length 512", call: () => d.write(aligned, 0, 512, 0), words: [512, 4096] });
-    }
-    for (const c of cases) {
-      const keep = c.readInto?.slice();
-      await expectError(c.call, "EINVAL", c.words, `${ctx}: ${c.what}`);
-      await unchanged(c.what);
-      if (c.readInto !== undefined) assertBytes(c.readInto, keep!, `${ctx}: ${c.what}: the read buffer must not change`);
-      assert.is((await d.stat()).size, before.length, `${ctx}: ${c.what}: i_size`);
+    // Each case through the promise call and through the synchronous one: the same error.
+    const makeCases = (d: CallForms): BadCase[] => {
+      const cases: BadCase[] = [
+        { what: `write at offset ${half}`, call: () => d.write(aligned, 0, lbs, half), words: [half, lbs] },
+        { what: `read at offset ${half}`, call: () => d.read(aligned, 0, lbs, half), words: [half, lbs], readInto: aligned },
+        { what: `writev at offset ${half}`, call: () => d.writev([aligned.subarray(0, lbs), aligned.subarray(lbs, 2 * lbs)], half), words: [half, lbs] },
+        { what: `write of length ${odd}`, call: () => d.write(aligned, 0, odd, 0), words: [odd, lbs] },
+        { what: `read of length ${odd}`, call: () => d.read(aligned, 0, odd, 0), words: [odd, lbs], readInto: aligned },
+        { what: `writev whose second length is ${odd}`, call: () => d.writev([aligned.subarray(0, lbs), aligned.subarray(lbs, lbs + odd)], 0), words: [odd, lbs] },
+        { what: `readv whose second length is ${odd}`, call: () => d.readv([aligned.subarray(0, lbs), aligned.subarray(lbs, lbs + odd)], 0), words: [odd, lbs], readInto: aligned },
+        { what: `write from address ${misaddressed.byteOffset}`, call: () => d.write(misaddressed, 0, lbs, 0), words: [{ address: misaddressed.byteOffset }, lbs] },
+        { what: `read into address ${misaddressed.byteOffset}`, call: () => d.read(misaddressed, 0, lbs, 0), words: [{ address: misaddressed.byteOffset }, lbs], readInto: misaddressed },
+        { what: `write with buffer offset ${half} (address ${aligned.byteOffset + half})`, call: () => d.write(aligned, half, lbs, lbs), words: [{ address: aligned.byteOffset + half }, lbs] },
+        { what: `writev whose second buffer is at address ${misaddressed.byteOffset + lbs}`, call: () => d.writev([aligned.subarray(0, lbs), misaddressed.subarray(lbs, 2 * lbs)], 0), words: [{ address: misaddressed.byteOffset + lbs }, lbs] },
+        { what: "write at a misaligned offset past EOF", call: () => d.write(aligned, 0, lbs, 10 * bs + half), words: [10 * bs + half, lbs] },
+        { what: "write of a misaligned length past EOF", call: () => d.write(aligned, 0, odd, 10 * bs), words: [odd, lbs] },
+      ];
+      if (lbs === 512) {
+        // A plain array (bounced) keeps its byteOffset as its address.
+        const plain = new Uint8Array(new ArrayBuffer(8192), 256, 4096);
+        cases.push({ what: "write from a plain array at byteOffset 256", call: () => d.write(plain, 0, 4096, 0), words: [{ address: 256 }, 512] });
+        cases.push({ what: "read into a plain array at byteOffset 256", call: () => d.read(plain, 0, 4096, 0), words: [{ address: 256 }, 512], readInto: plain });
+      } else {
+        // Spec 9.3: 4096 bytes from an address ≡ 512 (mod 4096) on a 4096-byte logical block.
+        const at512 = base.subarray(512, 512 + 4096);
+        cases.push({ what: `4096-byte write from address ${at512.byteOffset} (≡ 512 mod 4096)`, call: () => d.write(at512, 0, 4096, 0), words: [{ address: at512.byteOffset }, 4096] });
+        cases.push({ what: "write at offset 512", call: () => d.write(aligned, 0, 4096, 512), words: [512, 4096] });
+        cases.push({ what: "write of length 512", call: () => d.write(aligned, 0, 512, 0), words: [512, 4096] });
+      }
+      return cases;
+    };
+    for (const [form, h] of callForms(d)) {
+      for (const c of makeCases(h)) {
+        const keep = c.readInto?.slice();
+        await expectError(c.call, "EINVAL", c.words, `${ctx}: ${c.what}${form}`);
+        await unchanged(c.what + form);
+        if (c.readInto !== undefined) assertBytes(c.readInto, keep!, `${ctx}: ${c.what}${form}: the read buffer must not change`);
+        assert.is((await d.stat()).size, before.length, `${ctx}: ${c.what}${form}: i_size`);
+      }
     }
     // Negative positions.
-    await expectError(() => d.write(aligned, 0, lbs, -lbs), "EINVAL", [-lbs], `${ctx}: write at position ${-lbs}`);
-    await unchanged("negative position write");
-    await expectError(() => d.read(aligned, 0, lbs, -lbs), "EINVAL", [-lbs], `${ctx}: read at position ${-lbs}`);
-    await expectError(() => d.writev([aligned.subarray(0, lbs)], -lbs), "EINVAL", [-lbs], `${ctx}: writev at position ${-lbs}`);
-    await unchanged("negative position writev");
-    // Read-only handles, direct and buffered.
+    for (const [form, h] of callForms(d)) {
+      await expectError(() => h.write(aligned, 0, lbs, -lbs), "EINVAL", [-lbs], `${ctx}: write at position ${-lbs}${form}`);
+      await unchanged(`negative position write${form}`);
+      await expectError(() => h.read(aligned, 0, lbs, -lbs), "EINVAL", [-lbs], `${ctx}: read at position ${-lbs}${form}`);
+      await expectError(() => h.writev([aligned.subarray(0, lbs)], -lbs), "EINVAL", [-lbs], `${ctx}: writev at position ${-lbs}${form}`);
+      await unchanged(`negative position writev${form}`);
+    }
+    // Read-only handles, direct (both call forms) and buffered.
     for (const flags of [O_RDONLY | O_DIRECT, O_RDONLY]) {
       const ro = await fs.open("bad", flags);
       const kind = flags & O_DIRECT ? "direct" : "buffered";
-      await expectError(() => ro.write(aligned, 0, lbs, 0), "EBADF", [ro.fd], `${ctx}: write to an O_RDONLY ${kind} handle`);
-      await expectError(() => ro.writev([aligned.subarray(0, lbs)], 0), "EBADF", [ro.fd], `${ctx}: writev to an O_RDONLY ${kind} handle`);
-      await unchanged(`write to an O_RDONLY ${kind} handle`);
+      for (const [form, h] of flags & O_DIRECT ? callForms(ro) : [["", ro] as [string, CallForms]]) {
+        await expectError(() => h.write(aligned, 0, lbs, 0), "EBADF", [ro.fd], `${ctx}: write to an O_RDONLY ${kind} handle${form}`);
+        await expectError(() => h.writev([aligned.subarray(0, lbs)], 0), "EBADF", [ro.fd], `${ctx}: writev to an O_RDONLY ${kind} handle${form}`);
+        await unchanged(`write to an O_RDONLY ${kind} handle${form}`);
+      }
       await ro.close();
     }
     // A closed handle.
     const closing = await fs.open("bad", O_RDWR | O_DIRECT);
     const fd = closing.fd;
     await closing.close();
-    await expectError(() => closing.write(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: write to a closed handle`);
-    await expectError(() => closing.read(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: read from a closed handle`);
-    await expectError(() => closing.writev([aligned.subarray(0, lbs)], 0), "EBADF", [fd], `${ctx}: writev to a closed handle`);
-    await unchanged("IO on a closed handle");
+    for (const [form, h] of callForms(closing)) {
+      await expectError(() => h.write(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: write to a closed handle${form}`);
+      await expectError(() => h.read(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: read from a closed handle${form}`);
+      await expectError(() => h.writev([aligned.subarray(0, lbs)], 0), "EBADF", [fd], `${ctx}: writev to a closed handle${form}`);
+      await unchanged(`IO on a closed handle${form}`);
+    }
     // And a valid call still works afterwards, changing exactly its own range.
     aligned.fill(0x55, 0, lbs);
     assert.is((await d.write(aligned, 0, lbs, lbs)).bytesWritten, lbs, `${ctx}: aligned write after the errors`);
@@ -1146,7 +1616,7 @@ for (const lbs of [512, 4096] as const) {
     base.fill(0x77);
     const aligned = base.subarray(0, 2 * lbs + 4096);
     const misaddressed = base.subarray(half, half + 2 * lbs);
-    const cases: { what: string; call: () => Promise<unknown>; words: Word[]; readInto?: Uint8Array }[] = [
+    const makeCases = (d: CallForms): BadCase[] => [
       { what: `write at offset ${half}`, call: () => d.write(aligned, 0, lbs, half), words: [half, lbs] },
       { what: `read at offset ${half}`, call: () => d.read(aligned, 0, lbs, half), words: [half, lbs], readInto: aligned },
       { what: `write at offset ${lbs + half}`, call: () => d.writev([aligned.subarray(0, lbs)], lbs + half), words: [lbs + half, lbs] },
@@ -1157,20 +1627,25 @@ for (const lbs of [512, 4096] as const) {
       { what: `read into address ${misaddressed.byteOffset}`, call: () => d.read(misaddressed, 0, lbs, 0), words: [{ address: misaddressed.byteOffset }, lbs], readInto: misaddressed },
       { what: `writev whose second buffer is at address ${misaddressed.byteOffset + lbs}`, call: () => d.writev([aligned.subarray(0, lbs), misaddressed.subarray(lbs, 2 * lbs)], 0), words: [{ address: misaddressed.byteOffset + lbs }, lbs] },
     ];
-    for (const c of cases) {
-      const keep = c.readInto?.slice();
-      await expectError(c.call, "EINVAL", c.words, `${ctx}: ${c.what}`);
-      await unchanged(c.what);
-      if (c.readInto !== undefined) assertBytes(c.readInto, keep!, `${ctx}: ${c.what}: the read buffer must not change`);
+    for (const [form, h] of callForms(d)) {
+      for (const c of makeCases(h)) {
+        const keep = c.readInto?.slice();
+        await expectError(c.call, "EINVAL", c.words, `${ctx}: ${c.what}${form}`);
+        await unchanged(c.what + form);
+        if (c.readInto !== undefined) assertBytes(c.readInto, keep!, `${ctx}: ${c.what}${form}: the read buffer must not change`);
+      }
     }
+    // The direct handle's calls through the promise form and the synchronous one; the buffered handle's.
+    const [[, dPromise], [, dSync]] = callForms(d);
+    const kinds = [["direct", dPromise], ["direct synchronous", dSync], ["buffered", b]] as [string, CallForms][];
     // Negative positions, both handles.
-    for (const [kind, h] of [["direct", d], ["buffered", b]] as const) {
+    for (const [kind, h] of kinds) {
       await expectError(() => h.write(aligned, 0, lbs, -lbs), "EINVAL", [-lbs], `${ctx}: ${kind} write at position ${-lbs}`);
       await expectError(() => h.read(aligned, 0, lbs, -lbs), "EINVAL", [-lbs], `${ctx}: ${kind} read at position ${-lbs}`);
       await unchanged(`${kind} negative position`);
     }
     // The end of the device, both handles.
-    for (const [kind, h] of [["direct", d], ["buffered", b]] as const) {
+    for (const [kind, h] of kinds) {
       for (const pos of [size, size + lbs, size + 64 * KIB]) {
         aligned.fill(SENTINEL);
         assert.is((await h.read(aligned, 0, 2 * lbs, pos)).bytesRead, model.read(pos, 2 * lbs).length, `${ctx}: ${kind} read at ${pos} (end ${size})`);
@@ -1210,16 +1685,20 @@ for (const lbs of [512, 4096] as const) {
     for (const flags of [O_RDONLY | O_DIRECT, O_RDONLY]) {
       const ro = await disk.openBlockDevice(flags);
       const kind = flags & O_DIRECT ? "direct" : "buffered";
-      await expectError(() => ro.write(aligned, 0, lbs, 0), "EBADF", [ro.fd], `${ctx}: write to an O_RDONLY ${kind} device handle`);
-      await unchanged(`write to an O_RDONLY ${kind} device handle`);
+      for (const [form, h] of flags & O_DIRECT ? callForms(ro) : [["", ro] as [string, CallForms]]) {
+        await expectError(() => h.write(aligned, 0, lbs, 0), "EBADF", [ro.fd], `${ctx}: write to an O_RDONLY ${kind} device handle${form}`);
+        await unchanged(`write to an O_RDONLY ${kind} device handle${form}`);
+      }
       await ro.close();
     }
     const closing = await disk.openBlockDevice(O_RDWR | O_DIRECT);
     const fd = closing.fd;
     await closing.close();
-    await expectError(() => closing.write(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: write to a closed device handle`);
-    await expectError(() => closing.read(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: read from a closed device handle`);
-    await unchanged("IO on a closed device handle");
+    for (const [form, h] of callForms(closing)) {
+      await expectError(() => h.write(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: write to a closed device handle${form}`);
+      await expectError(() => h.read(aligned, 0, lbs, 0), "EBADF", [fd], `${ctx}: read from a closed device handle${form}`);
+      await unchanged(`IO on a closed device handle${form}`);
+    }
     disk.free(base);
     await d.close();
     await b.close();
@@ -1244,6 +1723,10 @@ for (const { lbs, bs } of GEOMETRIES) {
       calls.push([`file: direct write of 0 at ${pos}`, () => d.write(buf, 0, 0, pos).then((r) => r.bytesWritten)]);
       calls.push([`file: direct writev of one empty buffer at ${pos}`, () => d.writev([buf.subarray(0, 0)], pos).then((r) => r.bytesWritten)]);
       calls.push([`file: direct writev of no buffers at ${pos}`, () => d.writev([], pos).then((r) => r.bytesWritten)]);
+      calls.push([`file: direct readSync of 0 at ${pos}`, async () => d.readSync(buf, 0, 0, pos)]);
+      calls.push([`file: direct writeSync of 0 at ${pos}`, async () => d.writeSync(buf, 0, 0, pos)]);
+      calls.push([`file: direct writevSync of one empty buffer at ${pos}`, async () => d.writevSync([buf.subarray(0, 0)], pos)]);
+      calls.push([`file: direct writevSync of no buffers at ${pos}`, async () => d.writevSync([], pos)]);
     }
     for (const [what, call] of calls) {
       try {
@@ -1276,6 +1759,9 @@ test("zero-length direct calls on the block device return 0 and change nothing",
       assert.is((await d.read(buf, 0, 0, pos)).bytesRead, 0, `lbs ${lbs}: direct read of 0 at ${pos}`);
       assert.is((await d.write(buf, 0, 0, pos)).bytesWritten, 0, `lbs ${lbs}: direct write of 0 at ${pos}`);
       assert.is((await d.writev([], pos)).bytesWritten, 0, `lbs ${lbs}: direct writev of no buffers at ${pos}`);
+      assert.is(d.readSync(buf, 0, 0, pos), 0, `lbs ${lbs}: direct readSync of 0 at ${pos}`);
+      assert.is(d.writeSync(buf, 0, 0, pos), 0, `lbs ${lbs}: direct writeSync of 0 at ${pos}`);
+      assert.is(d.writevSync([], pos), 0, `lbs ${lbs}: direct writevSync of no buffers at ${pos}`);
     }
     assertBytes(await deviceSnapshot(disk), init, `lbs ${lbs}: the device must not change`);
     disk.free(buf);

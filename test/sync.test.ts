@@ -6,7 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import {
-  Disk, DioError, mkfs, mount, O_APPEND, O_CREAT, O_DIRECT, O_DSYNC, O_RDONLY, O_RDWR, O_SYNC,
+  Disk, DioError, ioSetup, mkfs, mount, O_APPEND, O_CREAT, O_DIRECT, O_DSYNC, O_RDONLY, O_RDWR, O_SYNC,
   type DiskOptions, type FileHandle, type Filesystem, type Semantics, type TraceRecord,
 } from "../host/index.js";
 
@@ -255,6 +255,50 @@ test("EAGAIN, with nothing changed: an O_DSYNC or extending write while a promis
   assert.is(dsync.writeSync(pattern(disk, BLOCK, 2), 0, BLOCK, 0), BLOCK);
   await fs.unmount();
   await disk.close();
+});
+
+test("a polled commit waits for page-cache writeback another caller has in flight (it ends in the device's steps)", async () => {
+  const { disk, fs } = await world();
+  const a = await fs.open("a", O_RDWR | O_CREAT | O_DIRECT | O_DSYNC);
+  const b = await fs.open("b", O_RDWR | O_CREAT);
+  await b.write(new Uint8Array(8 * KIB).fill(1), 0, 8 * KIB, 0);
+  const writeback = b.sync(); // b's dirty pages go out: data writes the next commit orders after
+  for (let i = 0; i < 100 && disk.device.inflightCount === 0; i++) await Promise.resolve();
+  assert.ok(disk.device.inflightCount > 0, "setup: b's writeback is at the device");
+  // Extending and O_DSYNC: its sync commits, after b's data writes have ended.
+  assert.is(a.writeSync(pattern(disk, BLOCK, 2), 0, BLOCK, 0), BLOCK);
+  assert.is((await a.stat()).size, BLOCK);
+  a.syncSync();
+  await writeback;
+  const cut = await afterCut(disk, "a", BLOCK);
+  assert.is(cut.size, BLOCK);
+  assert.equal(cut.data, pattern(disk, BLOCK, 2));
+  await disk.close();
+});
+
+test("a commit started by a queued AIO completion inside the call's own device steps waits for the call (no EAGAIN after the data went out)", async () => {
+  // The AIO O_DSYNC overwrite completes in one of writeSync's polled steps; under merged its
+  // completion syncs at once (it cannot take the inode lock, which the call holds), and commits.
+  for (let seed = 1; seed <= 12; seed++) {
+    const { disk, fs } = await world({ seed }, "merged");
+    const x = await fs.open("x", O_RDWR | O_CREAT | O_DIRECT | O_DSYNC);
+    await x.write(pattern(disk, 8 * KIB, 1), 0, 8 * KIB, 0);
+    const ctx = ioSetup(4);
+    ctx.submit([{ opcode: "pwrite", fh: x, buf: pattern(disk, BLOCK, 2), offset: 0 }]);
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    assert.is(x.writeSync(pattern(disk, BLOCK, 3), 0, BLOCK, 8 * KIB), BLOCK, `seed ${seed}: the extending O_DSYNC write`);
+    assert.is((await x.stat()).size, 12 * KIB);
+    const [event] = await ctx.getEvents(1, 1);
+    assert.is(event.res, BLOCK);
+    await ctx.destroy();
+    const expect = pattern(disk, 12 * KIB, 1);
+    expect.set(pattern(disk, BLOCK, 2), 0);
+    expect.set(pattern(disk, BLOCK, 3), 8 * KIB);
+    const cut = await afterCut(disk, "x", 12 * KIB);
+    assert.is(cut.size, 12 * KIB, `seed ${seed}: size after the cut`);
+    assert.equal(cut.data, expect, `seed ${seed}: data after the cut`);
+    await disk.close();
+  }
 });
 
 // ---------------------------------------------------------------------------------------------

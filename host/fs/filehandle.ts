@@ -306,13 +306,20 @@ export class FileHandle {
     let fua = false;
     let from: number;
     let written: number;
+    let commitHeld = false;
     try {
+      try {
       // (Alive: checked by writePolled() just before, with nothing run since.)
       from = append ? inode.size : at ?? this.position;
       landed?.place(from);
       const dioBits = append || at === null ? dioBlockBits(target, buffers, from, syscall) : checkedBits;
       if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
-      this.checkWriteNoWait(from, total, dsync, syscall);
+      this.checkWriteNoWait(from, total, syscall);
+      // A write that may commit (its sync, or ENOSPC's reclaim) holds the commit lock throughout.
+      if (total > 0 && (dsync || from + total > inode.size)) {
+        if (!fs.holdCommitPolled()) throw this.wouldBlock(syscall, "a metadata commit started by an asynchronous call is in progress");
+        commitHeld = true;
+      }
       // The seed's sync-work record, for synchronous dsync writes too (spec 3.1), freed unused.
       if (fs.semantics === "seed" && dsync) {
         fs.initDioQueueNow(syscall);
@@ -333,33 +340,35 @@ export class FileHandle {
       const done = this.directWriteRan(run, from, total, syscall);
       if (run.holeAt && done < total) throw new Error(`dioemu: a synchronous direct write of inode ${inode.ino} reached a hole its check did not see`);
       written = this.directWriteEnd(from, done, at);
+      } finally {
+        inode.lock.release();
+        if (work !== null) fs.freeSyncWork(work, inode);
+      }
+      // The caller's sync (6.1), polled; its error replaces the count.
+      if (!dsync || written <= 0 || fua) return written;
+      const err = fs.syncRangePolled(inode, datasync, syscall);
+      if (err < 0) throw DioError.fromErrno(err, syscall, `the sync after the direct write failed with errno ${-err}`);
+      return written;
     } finally {
-      inode.lock.release();
-      if (work !== null) fs.freeSyncWork(work, inode);
+      if (commitHeld) fs.releaseCommitPolled();
     }
-    // The caller's sync (6.1), polled; its error replaces the count.
-    if (!dsync || written <= 0 || fua) return written;
-    const err = fs.syncRangePolled(inode, datasync, syscall);
-    if (err < 0) throw DioError.fromErrno(err, syscall, `the sync after the direct write failed with errno ${-err}`);
-    return written;
   }
 
-  /** What a synchronous write of `total` bytes at `from` cannot do, refused before it starts. */
-  private checkWriteNoWait(from: number, total: number, dsync: boolean, syscall: string): void {
+  /** What a synchronous write of `total` bytes at `from` cannot do, refused before it starts
+   *  (the commit lock it may need is taken next, by the caller). */
+  private checkWriteNoWait(from: number, total: number, syscall: string): void {
     const fs = this.fs;
     const inode = this.inode;
     const ino = inode.ino;
     const end = from + total;
     if (fs.pages.hasDirty(ino)) throw this.wouldBlock(syscall, `inode ${ino} has dirty page-cache pages to write back first`);
-    if (total === 0) return;
+    // (As write() does, a zero-length write past EOF zeroes the last block's tail too.)
     if (end > inode.size && inode.size % fs.blockSize !== 0) {
       throw this.wouldBlock(syscall, `inode ${ino} ends inside a block (size ${inode.size}): extending it zeroes that block's tail through the page cache`);
     }
-    if (from < inode.size && fs.rangeHasHole(inode, from, Math.min(end, inode.size))) {
+    if (total > 0 && from < inode.size && fs.rangeHasHole(inode, from, Math.min(end, inode.size))) {
       throw this.wouldBlock(syscall, `the range ${from}..${end} of inode ${ino} has a hole inside the file: the direct write would fall back to the page cache`);
     }
-    // A dsync write may commit; an extending one may allocate, and on ENOSPC commit to free.
-    if ((dsync || end > inode.size) && fs.commitBusy) throw this.wouldBlock(syscall, "a metadata commit started by an asynchronous call is in progress");
   }
 
   /** @internal Runs a synchronous sync of this file, recorded for the oracle. */

@@ -663,7 +663,8 @@ export class Filesystem {
       else this.io.flushPolled(syscall);
       return 0;
     } catch (error) {
-      return error instanceof DioError ? error.errno : -5;
+      if (!(error instanceof DioError)) throw error; // a broken invariant is no IO error
+      return error.errno;
     }
   }
 
@@ -1021,10 +1022,25 @@ export class Filesystem {
     }
     if (op === "write") this.dataWritesInFlight += bios.length;
     const results = await Promise.allSettled(bios.map(async (bio) => {
+      let counted = op === "write";
+      if (counted) {
+        // A data write ends at its completion, inside the device's step: a polled commit waits
+        // for this count with no promise job running. A failed one stops the filesystem there
+        // and then, before any commit can map its blocks (the message is refined below).
+        bio.endIo = (status) => {
+          if (status !== 0) this.shutdownReason ??= `a writeback of inode ${inode.ino} failed (errno ${-status})`;
+          counted = false;
+          this.dataWriteDone();
+        };
+      }
       try {
         await this.io.submit(bio, syscall);
       } finally {
-        if (op === "write") this.dataWriteDone();
+        // Never submitted (the filesystem was dead, or the bio was refused): it ends here.
+        if (counted) {
+          counted = false;
+          this.dataWriteDone();
+        }
       }
     }));
     const failed = results.find((r) => r.status === "rejected");
@@ -1189,7 +1205,8 @@ export class Filesystem {
    * wait for it); data writes in flight complete in the polled steps first.
    */
   commitPolled(syscall: string): void {
-    if (!this.commitLock.tryAcquire()) throw fail("EAGAIN", syscall, "a metadata commit started by an asynchronous call is in progress; a synchronous call cannot wait for it");
+    const own = !this.commitHeldPolled;
+    if (own && !this.commitLock.tryAcquire()) throw fail("EAGAIN", syscall, "a metadata commit started by an asynchronous call is in progress; a synchronous call cannot wait for it");
     try {
       this.checkAlive(syscall);
       if (this.dataWritesInFlight > 0) this.disk.device.poll(this.dataWritesDone, syscall);
@@ -1206,8 +1223,31 @@ export class Filesystem {
       }
       this.commitDone(plan);
     } finally {
-      this.commitLock.release();
+      if (own) this.commitLock.release();
     }
+  }
+
+  /** A synchronous call holds the commit lock (holdCommitPolled()). */
+  private commitHeldPolled = false;
+
+  /**
+   * @internal For a synchronous write that may commit (O_DSYNC, or extending: ENOSPC may call for
+   * one): takes the commit lock, if free, before any of its IO, and holds it to the call's end
+   * (after the inode lock, in the order queued completions take the two). A commit another caller
+   * starts meanwhile (a queued completion run inside one of the call's device steps) then waits
+   * for the call, rather than the call finding the lock taken after its data went out. False when
+   * the lock is held (the call fails with EAGAIN, having done nothing).
+   */
+  holdCommitPolled(): boolean {
+    if (!this.commitLock.tryAcquire()) return false;
+    this.commitHeldPolled = true;
+    return true;
+  }
+
+  /** @internal Lets go of the lock holdCommitPolled() took. */
+  releaseCommitPolled(): void {
+    this.commitHeldPolled = false;
+    this.commitLock.release();
   }
 
   /** What a polled commit waits for first: no data write in flight. */
