@@ -289,7 +289,9 @@ export class Device {
       this.tracer.emit("C", request.kind, request.sector, request.sectors, request.flags, this.now, status);
       completeReporting(request, status);
     } else if (inflight.length > 0) {
-      let nextTick = Infinity;
+      // (Started from the first entry, not Infinity: tick values stay small integers, which V8
+      // keeps unboxed in every request and in `now`.)
+      let nextTick = inflight[0].dueTick!;
       for (const entry of inflight) if (entry.dueTick! < nextTick) nextTick = entry.dueTick!;
       this.now = nextTick;
       // The batch: every request due now, in dispatch order (all are due at the same tick).

@@ -16,7 +16,10 @@ export class Prng {
   }
   /** A uniform integer in [min, max]. */
   between(min: number, max: number): number {
-    return min + (this.nextU32() % (max - min + 1));
+    const span = max - min + 1;
+    // Small spans (latencies in ticks) come back as int32 (V8 then keeps the values unboxed);
+    // the same value either way.
+    return span <= 0x7fffffff && min >= -0x40000000 && max <= 0x3fffffff ? (min + (this.nextU32() % span)) | 0 : min + (this.nextU32() % span);
   }
   /** A uniform float in [0, 1). */
   next(): number {
