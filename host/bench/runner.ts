@@ -5,7 +5,10 @@
 // filesystem sized for it. The file is laid out first (written whole and synced, as fio lays out
 // files), unless the job only writes sequentially. Then IO runs until `size` bytes are done, or
 // for `runtime` seconds (`time_based` loops over the file). Engines: `libaio` keeps `iodepth`
-// requests in flight through an AIO context; `psync` and `sync` do one call at a time.
+// requests in flight through an AIO context; `psync` and `sync` do one call at a time: on an
+// O_DIRECT file (`direct=1`) through the synchronous calls (writeSync/readSync and, for fsync=/
+// fdatasync=, syncSync/datasyncSync), as fio's engines make pread/pwrite system calls, and through
+// the promise calls when a synchronous one cannot go ahead (EAGAIN) or the file is buffered.
 // `verify=crc32c` stamps each written block with a header (magic, CRC-32C, offset) and reads every
 // written block back after the job, reporting each that does not check out.
 import * as hdr from "hdr-histogram-js";
@@ -15,6 +18,7 @@ import { mkfs, mount, type Filesystem, type Semantics } from "../fs/filesystem.j
 import type { FileHandle } from "../fs/filehandle.js";
 import { O_CREAT, O_DIRECT, O_DSYNC, O_RDWR, O_SYNC } from "../constants.js";
 import { crc32c } from "../fs/crc32c.js";
+import { DioError } from "../errors.js";
 import { Prng } from "../prng.js";
 import { RAW_DEVICE, type JobSpec } from "./jobfile.js";
 
@@ -198,6 +202,45 @@ async function prepare(spec: JobSpec, opts: RunOptions): Promise<Env> {
   return { disk, fs, fh: await fs.open(spec.filename, flags | O_CREAT) };
 }
 
+/** What a synchronous call's stand-in returns when it could not go ahead (never a count). */
+const EAGAIN_RESULT = -11;
+
+function isEagain(error: unknown): boolean {
+  return error instanceof DioError && error.code === "EAGAIN";
+}
+
+/** writeSync(), or EAGAIN_RESULT when it cannot go ahead (the caller then awaits write()). */
+function tryWriteSync(fh: FileHandle, buf: Uint8Array, bytes: number, offset: number): number {
+  try {
+    return fh.writeSync(buf, 0, bytes, offset);
+  } catch (error) {
+    if (isEagain(error)) return EAGAIN_RESULT;
+    throw error;
+  }
+}
+
+/** readSync(), or EAGAIN_RESULT (see tryWriteSync()). */
+function tryReadSync(fh: FileHandle, buf: Uint8Array, bytes: number, offset: number): number {
+  try {
+    return fh.readSync(buf, 0, bytes, offset);
+  } catch (error) {
+    if (isEagain(error)) return EAGAIN_RESULT;
+    throw error;
+  }
+}
+
+/** syncSync() or datasyncSync(); false when it cannot go ahead (the caller then awaits). */
+function trySync(fh: FileHandle, full: boolean): boolean {
+  try {
+    if (full) fh.syncSync();
+    else fh.datasyncSync();
+    return true;
+  } catch (error) {
+    if (isEagain(error)) return false;
+    throw error;
+  }
+}
+
 /** Runs one instance of a job. */
 export async function runJob(spec: JobSpec, instance: number, opts: RunOptions): Promise<JobResult> {
   const wasm = await hdrWasmReady();
@@ -220,7 +263,13 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
   const timeLimitMs = runtime > 0 ? runtime * 1000 : Infinity;
   const totalIos = spec.time_based && runtime > 0 ? Infinity : blocks;
   const depth = spec.ioengine === "libaio" ? spec.iodepth : 1;
+  /** One call at a time on an O_DIRECT file: the synchronous calls (system calls, as fio's). */
+  const polled = depth === 1 && spec.direct;
   const written = new Map<number, number>(); // offset -> generation, for verify
+  /** Whether a block read back has contents verify can check: a file's were laid out with
+   *  headers; the raw device's only once the job wrote them (its other blocks hold whatever the
+   *  device held, as fio verifies only what it wrote). */
+  const known = (offset: number): boolean => env.fs !== null || written.has(offset);
   let generation = 0;
   let writesSinceSync = 0;
   const buffers = Array.from({ length: depth }, () => disk.alloc(spec.bs));
@@ -257,8 +306,13 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
     if (writesSinceSync < every) return;
     writesSinceSync = 0;
     const t0 = performance.now();
-    if (spec.fsync > 0) await fh.sync();
-    else await fh.datasync();
+    if (polled && trySync(fh, spec.fsync > 0)) {
+      // done, polled
+    } else if (spec.fsync > 0) {
+      await fh.sync();
+    } else {
+      await fh.datasync();
+    }
     const t1 = performance.now();
     record(result.sync, 0, t0, t0, t1);
   };
@@ -271,14 +325,15 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
         issued++;
         if (!read) writeData(buf, stamps[0], offset, ++generation, verify);
         const t0 = performance.now();
-        const res = read ? (await fh.read(buf, 0, spec.bs, offset)).bytesRead : (await fh.write(buf, 0, spec.bs, offset)).bytesWritten;
+        let res = polled ? (read ? tryReadSync(fh, buf, spec.bs, offset) : tryWriteSync(fh, buf, spec.bs, offset)) : EAGAIN_RESULT;
+        if (res === EAGAIN_RESULT) res = read ? (await fh.read(buf, 0, spec.bs, offset)).bytesRead : (await fh.write(buf, 0, spec.bs, offset)).bytesWritten;
         const t1 = performance.now();
         if (res !== spec.bs) result.errors++;
         record(read ? result.read : result.write, Math.max(0, res), t0, t0, t1);
         if (!read) {
           if (verify) written.set(offset, generation);
           if (syncs) await syncIfDue();
-        } else if (verify && res === spec.bs) {
+        } else if (verify && res === spec.bs && known(offset)) {
           verifyOne(result, buf, offset);
         }
         progress();
@@ -328,7 +383,7 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
           if (!read) {
             writesDone++;
             if (verify) written.set(offsetOf[slot], Math.max(written.get(offsetOf[slot]) ?? 0, generationOf[slot]));
-          } else if (verify && event.res === spec.bs) {
+          } else if (verify && event.res === spec.bs && known(offsetOf[slot])) {
             verifyOne(result, buffers[slot], offsetOf[slot]);
           }
         }
