@@ -17,6 +17,7 @@ import type { Disk } from "../disk.js";
 const WRITE_THROUGH = Object.freeze({ writeThrough: true });
 const PLAIN = Object.freeze({});
 const POLLED = Object.freeze({ polled: true });
+const NO_BYTES = new Uint8Array(0);
 const POLLED_WRITE_THROUGH = Object.freeze({ writeThrough: true, polled: true });
 const NO_STEP = (): void => undefined;
 
@@ -172,8 +173,19 @@ export class FileHandle {
   readSync(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): number {
     const syscall = position === null || position === undefined ? "read" : "pread64";
     const target = bufferRange(buffer, offset, length, syscall);
-    return this.readPolled([target], checkPosition(position, syscall), syscall);
+    const at = checkPosition(position, syscall);
+    const one = this.oneBuffer[0] === NO_BYTES ? this.oneBuffer : [target];
+    one[0] = target;
+    try {
+      return this.readPolled(one, at, syscall);
+    } finally {
+      one[0] = NO_BYTES;
+    }
   }
+
+  /** The one-buffer list of readSync()/writeSync(), reused: nothing keeps it past the call, and
+   *  a call that finds it in use (one refused inside another's device step) makes its own. */
+  private readonly oneBuffer: Uint8Array[] = [NO_BYTES];
 
   /** preadv(2) as a synchronous call (see readSync()). */
   readvSync(buffers: Uint8Array[], position?: number | null): number {
@@ -196,7 +208,14 @@ export class FileHandle {
   writeSync(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): number {
     const syscall = position === null || position === undefined ? "write" : "pwrite64";
     const data = bufferRange(buffer, offset, length, syscall);
-    return this.writePolled([data], checkPosition(position, syscall), syscall);
+    const at = checkPosition(position, syscall);
+    const one = this.oneBuffer[0] === NO_BYTES ? this.oneBuffer : [data];
+    one[0] = data;
+    try {
+      return this.writePolled(one, at, syscall);
+    } finally {
+      one[0] = NO_BYTES; // not kept
+    }
   }
 
   /** pwritev(2) as a synchronous call (see writeSync()). */
