@@ -749,6 +749,18 @@ test("crc32c helper matches the Castagnoli check value", () => {
   assert.is(crc32c(new TextEncoder().encode("123456789")), 0xe3069283);
 });
 
+test("the filesystem's CRC-32C (eight bytes a step) equals the byte-at-a-time one at every length and alignment", async () => {
+  const { crc32c: hostCrc32c } = await import("../host/fs/crc32c.js");
+  assert.is(hostCrc32c(new TextEncoder().encode("123456789")), 0xe3069283);
+  const rng = new Rng(0x5eed);
+  const bytes = new Uint8Array(4200);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = rng.int(0, 255);
+  for (let length = 0; length <= 40; length++) {
+    for (let at = 0; at < 8; at++) assert.is(hostCrc32c(bytes.subarray(at, at + length)), crc32c(bytes.subarray(at, at + length)), `length ${length} at ${at}`);
+  }
+  for (const length of [508, 4088, 4095, 4096, 4199]) assert.is(hostCrc32c(bytes.subarray(1, 1 + length)), crc32c(bytes.subarray(1, 1 + length)), `length ${length}`);
+});
+
 test("mounting a zeroed disk is EINVAL (not a dioemu filesystem) and writes nothing", async () => {
   const disk = await smallDisk(2 * MIB);
   try {
