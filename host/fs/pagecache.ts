@@ -52,13 +52,14 @@ export class PageCache {
 
   /** Whether `ino` has any cached page (without building a list). */
   hasPages(ino: number): boolean {
-    return this.files.has(ino);
+    return this.files.size !== 0 && this.files.has(ino);
   }
 
   /** Whether `ino` has a dirty page (without building a list). */
   hasDirty(ino: number): boolean {
+    if (this.dirtyCount === 0) return false;
     const file = this.files.get(ino);
-    if (file === undefined || this.dirtyCount === 0) return false;
+    if (file === undefined) return false;
     for (const page of file.values()) if (page.dirtyMask !== 0) return true;
     return false;
   }
