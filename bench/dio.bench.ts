@@ -2,8 +2,10 @@
 //   1. 4 KiB random O_DIRECT writes and reads, one at a time, on a 64 MiB file: IOPS, p50, p99,
 //      through the promise calls (await write()/read()) and the synchronous ones (writeSync()/
 //      readSync(), whose bios are waited for by polling the device).
-//      In the same run, when fio is installed: Linux's own O_DIRECT pwrite on a tmpfs file
-//      (fio --ioengine=psync --direct=1 --bs=4k --rw=randwrite), and the ratio.
+//      In three rounds, each followed at once, when fio is installed, by Linux's own O_DIRECT
+//      pwrite on a tmpfs file (fio --ioengine=psync --direct=1 --bs=4k --rw=randwrite, 3 s):
+//      each round's ratio, and their median (the machine's speed drifts; a ratio is taken
+//      between measurements seconds apart).
 //   2. 1 MiB sequential O_DIRECT writes: MiB/s, against wasm memory.copy of the same bytes.
 // usage: node dist/bench/dio.bench.js [--smoke] [--no-fio]
 import { spawnSync } from "node:child_process";
@@ -21,7 +23,10 @@ const fmt = (value: number, digits = 0) => value.toLocaleString("en-US", { maxim
 
 interface Figures { iops: number; p50: number; p99: number }
 
-async function randomIo(): Promise<{ write: Figures; read: Figures; writeSync: Figures; readSync: Figures; checksum: string }> {
+/** One round: dioemu's four measurements, then Linux's psync right after (same machine state). */
+interface Round { write: Figures; read: Figures; writeSync: Figures; readSync: Figures; linux: Figures | null }
+
+async function randomIo(rounds: number): Promise<Round[]> {
   const disk = await Disk.create({ size: 128 << 20, cacheBytes: 32 << 20, arenaBytes: 8 << 20, latency: { writeMin: 1, writeMax: 1, readMin: 1, readMax: 1 } });
   await mkfs(disk, { blockSize: 4096, inodes: 16 });
   const fs = await mount(disk);
@@ -80,14 +85,20 @@ async function randomIo(): Promise<{ write: Figures; read: Figures; writeSync: F
     }
     return figures(lat, prev - start);
   };
-  // Each form is warmed up first (a tenth of the run, untimed): the JIT compiles its path, as
-  // fio's own code comes compiled.
-  const write = await measure("write", OPS / 10).then(() => measure("write"));
-  const read = await measure("read", OPS / 10).then(() => measure("read"));
+  // Each form is warmed up first (untimed): the JIT compiles its path, as fio's code comes
+  // compiled.
+  await measure("write", OPS / 10);
+  await measure("read", OPS / 10);
   measureSync("write", OPS / 10);
-  const writeSync = measureSync("write");
   measureSync("read", OPS / 10);
-  const readSync = measureSync("read");
+  const results: Round[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const writeSync = measureSync("write");
+    const write = await measure("write");
+    const readSync = measureSync("read");
+    const read = await measure("read");
+    results.push({ write, read, writeSync, readSync, linux: fio() });
+  }
   // Validate: a direct write reads back through a direct read, both ways.
   const check = disk.alloc(4096);
   check.fill(0x5a);
@@ -100,7 +111,7 @@ async function randomIo(): Promise<{ write: Figures; read: Figures; writeSync: F
   fh.readSync(back, 0, 4096, 12288);
   if (!back.every((x) => x === 0xa5)) throw new Error("a synchronous direct write did not read back");
   await disk.close();
-  return { write, read, writeSync, readSync, checksum: "5aa5" };
+  return results;
 }
 
 async function sequential(): Promise<{ writeMiBs: number; copyMiBs: number }> {
@@ -146,7 +157,7 @@ function fio(): Figures | null {
   const dir = mkdtempSync("/dev/shm/dioemu-fio-");
   try {
     const run = spawnSync("fio", ["--name=randwrite", `--filename=${dir}/f`, "--size=64M", "--ioengine=psync", "--direct=1",
-      "--bs=4k", "--rw=randwrite", "--runtime=5", "--time_based", "--output-format=json"], { encoding: "utf8" });
+      "--bs=4k", "--rw=randwrite", "--runtime=3", "--time_based", "--output-format=json"], { encoding: "utf8" });
     if (run.status !== 0) return null;
     const job = JSON.parse(run.stdout).jobs[0].write;
     return { iops: job.iops, p50: job.clat_ns.percentile["50.000000"] / 1000, p99: job.clat_ns.percentile["99.000000"] / 1000 };
@@ -155,16 +166,26 @@ function fio(): Figures | null {
   }
 }
 
-const random = await randomIo();
+const ROUNDS = smoke ? 1 : 3;
+const rounds = await randomIo(ROUNDS);
 const line = (name: string, f: Figures) => console.log(`${name} ${fmt(f.iops).padStart(9)} IOPS, p50 ${fmt(f.p50, 1)} us, p99 ${fmt(f.p99, 1)} us`);
-line("4 KiB random O_DIRECT writes, one at a time, await write():", random.write);
-line("4 KiB random O_DIRECT reads, one at a time, await read():  ", random.read);
-line("4 KiB random O_DIRECT writes, one at a time, writeSync():  ", random.writeSync);
-line("4 KiB random O_DIRECT reads, one at a time, readSync():    ", random.readSync);
-const linux = fio();
-if (linux !== null) {
-  line("Linux fio psync direct randwrite 4k on tmpfs:               ", linux);
-  console.log(`ratio dioemu / Linux psync, writes: writeSync() ${fmt(random.writeSync.iops / linux.iops, 3)}, await write() ${fmt(random.write.iops / linux.iops, 3)}   (target >= 1)`);
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+for (const [index, r] of rounds.entries()) {
+  if (ROUNDS > 1) console.log(`round ${index + 1} of ${ROUNDS}`);
+  line("4 KiB random O_DIRECT writes, one at a time, await write():", r.write);
+  line("4 KiB random O_DIRECT reads, one at a time, await read():  ", r.read);
+  line("4 KiB random O_DIRECT writes, one at a time, writeSync():  ", r.writeSync);
+  line("4 KiB random O_DIRECT reads, one at a time, readSync():    ", r.readSync);
+  if (r.linux !== null) {
+    line("Linux fio psync direct randwrite 4k on tmpfs:               ", r.linux);
+    console.log(`ratio dioemu / Linux psync, writes: writeSync() ${fmt(r.writeSync.iops / r.linux.iops, 3)}, await write() ${fmt(r.write.iops / r.linux.iops, 3)}`);
+  }
+}
+const paired = rounds.filter((r) => r.linux !== null);
+if (paired.length > 0) {
+  const sync = paired.map((r) => r.writeSync.iops / r.linux!.iops);
+  const promised = paired.map((r) => r.write.iops / r.linux!.iops);
+  console.log(`median of ${paired.length} rounds, dioemu / Linux psync, writes: writeSync() ${fmt(median(sync), 3)}, await write() ${fmt(median(promised), 3)}   (target >= 1)`);
 } else {
   console.log("Linux fio: not run (not installed, --no-fio, or --smoke)");
 }
