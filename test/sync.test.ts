@@ -215,6 +215,14 @@ test("EAGAIN, with nothing changed: dirty page-cache pages, a hole inside the fi
   assert.equal(t.stop(), []);
   assert.equal(fs.extentsOf(sparse.inode.ino).length, 0, "no block was allocated");
   assert.is((await sparse.stat()).size, 256 * KIB);
+  // A file found whole before: a hole made since (truncated down, then up) is seen.
+  const whole = await fs.open("w", O_RDWR | O_CREAT | O_DIRECT);
+  await whole.write(pattern(disk, 64 * KIB, 7), 0, 64 * KIB, 0);
+  assert.is(whole.writeSync(pattern(disk, BLOCK, 8), 0, BLOCK, 32 * KIB), BLOCK, "no hole: it goes ahead");
+  await whole.truncate(16 * KIB);
+  await whole.truncate(64 * KIB);
+  assert.is(codeOf(() => whole.writeSync(pattern(disk, BLOCK, 9), 0, BLOCK, 32 * KIB)), "EAGAIN", "the new hole");
+  assert.is(whole.writeSync(pattern(disk, BLOCK, 9), 0, BLOCK, 8 * KIB), BLOCK, "below it, still mapped");
   // Past the hole (extending) is fine, and so is reading the hole (zero-filled).
   assert.is(sparse.writeSync(pattern(disk, BLOCK, 5), 0, BLOCK, 256 * KIB), BLOCK);
   const hole = disk.alloc(BLOCK).fill(0x77);

@@ -154,6 +154,10 @@ export class Inode {
   dataVersion = 0;
   /** Bumped on any metadata change (what a full sync must persist). */
   allVersion = 0;
+  /** The dataVersion at which the whole file below `holeFreeEnd` was found mapped (no hole), or
+   *  -1: until size or allocation change again, a range below it needs no lookup. */
+  holeFreeVersion = -1;
+  holeFreeEnd = 0;
   /** Open file handles. */
   openCount = 0;
   /** Direct IO in flight (i_dio_count) and those waiting for it to reach 0 (inode_dio_wait). */
@@ -851,7 +855,17 @@ export class Filesystem {
 
   /** @internal Whether a block of [from, end) is a hole (looked up, never allocated). */
   rangeHasHole(inode: Inode, from: number, end: number): boolean {
-    return this.disk.core.fs_range_mapped(inode.ino, Math.floor(from / this.blockSize), Math.ceil(end / this.blockSize)) !== 1;
+    if (inode.holeFreeVersion === inode.dataVersion && end <= inode.holeFreeEnd) return false;
+    const core = this.disk.core;
+    // The whole file is looked at once per change of its size or allocation (every change of
+    // the extent map bumps dataVersion: touchData()); most files have no hole, and later
+    // calls then need no lookup.
+    if (core.fs_range_mapped(inode.ino, 0, Math.ceil(inode.size / this.blockSize)) === 1) {
+      inode.holeFreeVersion = inode.dataVersion;
+      inode.holeFreeEnd = inode.size;
+      if (end <= inode.size) return false;
+    }
+    return core.fs_range_mapped(inode.ino, Math.floor(from / this.blockSize), Math.ceil(end / this.blockSize)) !== 1;
   }
 
   /** @internal Whether an asynchronous call holds the commit lock (a synchronous one needing a
