@@ -158,13 +158,13 @@ export class AioContext {
     }
     switch (iocb.opcode) {
       case "pread":
-        return complete((await fh.read(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesRead);
+        return complete((await fh.read(iocb.buf!, 0, iocb.buf!.length, offset)).bytesRead);
       case "preadv":
         return complete((await fh.readv(iocb.bufs!, offset)).bytesRead);
       case "pwrite":
       case "pwritev": {
         const written = iocb.opcode === "pwrite"
-          ? (await fh.write(iocb.buf!, 0, iocb.buf!.byteLength, offset)).bytesWritten
+          ? (await fh.write(iocb.buf!, 0, iocb.buf!.length, offset)).bytesWritten
           : (await fh.writev(iocb.bufs!, offset)).bytesWritten;
         return complete(await this.syncPerIocb(iocb, written));
       }

@@ -6,14 +6,14 @@ import { DioError } from "./errors.js";
 export function bufferRange(buffer: unknown, offset: unknown, length: unknown, syscall: string): Uint8Array {
   if (!(buffer instanceof Uint8Array)) throw new DioError("EINVAL", syscall, "buffer must be a Uint8Array");
   const start = offset ?? 0;
-  if (typeof start !== "number" || !Number.isInteger(start) || start < 0 || start > buffer.byteLength) {
-    throw new DioError("EINVAL", syscall, `offset ${String(offset)} must be an integer in 0..${buffer.byteLength}`);
+  if (typeof start !== "number" || !Number.isInteger(start) || start < 0 || start > buffer.length) {
+    throw new DioError("EINVAL", syscall, `offset ${String(offset)} must be an integer in 0..${buffer.length}`);
   }
-  const count = length ?? buffer.byteLength - start;
-  if (typeof count !== "number" || !Number.isInteger(count) || count < 0 || start + count > buffer.byteLength) {
-    throw new DioError("EINVAL", syscall, `length ${String(length)} must be a non-negative integer with offset + length <= ${buffer.byteLength}`);
+  const count = length ?? buffer.length - start;
+  if (typeof count !== "number" || !Number.isInteger(count) || count < 0 || start + count > buffer.length) {
+    throw new DioError("EINVAL", syscall, `length ${String(length)} must be a non-negative integer with offset + length <= ${buffer.length}`);
   }
-  return start === 0 && count === buffer.byteLength ? buffer : buffer.subarray(start, start + count);
+  return start === 0 && count === buffer.length ? buffer : buffer.subarray(start, start + count);
 }
 
 /** A file position, or null for "the file position" (null or undefined, as Node). */

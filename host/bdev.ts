@@ -132,13 +132,13 @@ export class BlockDeviceHandle extends FileHandle {
   private clamp(buffers: Uint8Array[], from: number, write: boolean, syscall: string): Uint8Array[] {
     const size = this.disk.size;
     if (from >= size) {
-      if (write && buffers.some((b) => b.byteLength > 0)) throw fail("ENOSPC", syscall, `position ${from} is at or past the end of the ${size}-byte device`);
+      if (write && buffers.some((b) => b.length > 0)) throw fail("ENOSPC", syscall, `position ${from} is at or past the end of the ${size}-byte device`);
       return [];
     }
     let room = size - from;
     return buffers.map((b) => {
-      const part = b.subarray(0, Math.min(b.byteLength, room));
-      room -= part.byteLength;
+      const part = b.subarray(0, Math.min(b.length, room));
+      room -= part.length;
       return part;
     });
   }
@@ -148,7 +148,7 @@ export class BlockDeviceHandle extends FileHandle {
   private directCall(buffers: Uint8Array[], from: number, write: boolean, syscall: string): { target: DioTarget; dioBits: number; clamped: Uint8Array[] } | null {
     const target = this.target();
     const dioBits = dioBlockBits(target, buffers, from, syscall);
-    const clamped = this.clamp(buffers, from, write, syscall).filter((b) => b.byteLength > 0);
+    const clamped = this.clamp(buffers, from, write, syscall).filter((b) => b.length > 0);
     return clamped.length === 0 ? null : { target, dioBits, clamped };
   }
 
@@ -159,13 +159,13 @@ export class BlockDeviceHandle extends FileHandle {
       return readDone(await dioRun(call.target, "read", call.clamped, from, call.dioBits, syscall, () => undefined), syscall);
     }
     const clamped = this.clamp(buffers, from, false, syscall);
-    const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
+    const total = clamped.reduce((sum, b) => sum + b.length, 0);
     if (total === 0) return 0;
     const bytes = await rmwLock(this.disk).run(() => this.transfer(from, total, null));
     let at = 0;
     for (const b of clamped) {
-      b.set(bytes.subarray(at, at + b.byteLength));
-      at += b.byteLength;
+      b.set(bytes.subarray(at, at + b.length));
+      at += b.length;
     }
     return total;
   }
@@ -179,13 +179,13 @@ export class BlockDeviceHandle extends FileHandle {
       written = writeDone(await dioRun(call.target, "write", call.clamped, from, call.dioBits, syscall, () => undefined), syscall);
     } else {
       const clamped = this.clamp(buffers, from, true, syscall);
-      const total = clamped.reduce((sum, b) => sum + b.byteLength, 0);
+      const total = clamped.reduce((sum, b) => sum + b.length, 0);
       if (total === 0) return 0;
       const joined = new Uint8Array(total);
       let off = 0;
       for (const b of clamped) {
         joined.set(b, off);
-        off += b.byteLength;
+        off += b.length;
       }
       await rmwLock(this.disk).run(() => this.transfer(from, total, joined));
       written = total;

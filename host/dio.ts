@@ -63,7 +63,8 @@ export interface DioSegment {
   /** Where the engine reads or writes them: `user` itself when it lives in the arena, or a
    *  bounce buffer at the same page offset. */
   addr: number;
-  /** user.byteLength, read once (a typed array's length getters are not free). */
+  /** user.length, read once. (Lengths of Uint8Arrays are read as `.length` throughout, which V8
+   *  inlines; `.byteLength` and `.byteOffset` are builtin calls in Node 20, about 15 ns each.) */
   len: number;
   bounce?: Uint8Array;
 }
@@ -89,7 +90,7 @@ function inArena(disk: Disk, user: Uint8Array): boolean {
   if (disk.arenaViews.has(user)) return true;
   const plan = disk.plan;
   const at = user.byteOffset;
-  return at >= plan.arenaBase && at + user.byteLength <= plan.arenaBase + plan.arenaBytes && user.buffer === disk.buffer;
+  return at >= plan.arenaBase && at + user.length <= plan.arenaBase + plan.arenaBytes && user.buffer === disk.buffer;
 }
 
 /**
@@ -101,7 +102,7 @@ const NOTHING_TO_RELEASE = (): void => undefined;
 
 export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: DioSegment[]; release(): void } {
   let inPlace = true;
-  for (const user of buffers) if (user.byteLength > 0 && !inArena(disk, user)) inPlace = false;
+  for (const user of buffers) if (user.length > 0 && !inArena(disk, user)) inPlace = false;
   if (inPlace) return { segments: inPlaceSegments(buffers), release: NOTHING_TO_RELEASE };
   const bounces: Uint8Array[] = [];
   const release = (): void => {
@@ -109,11 +110,11 @@ export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: Dio
   };
   try {
     const segments = buffers.map((user): DioSegment => {
-      if (user.byteLength === 0 || inArena(disk, user)) return { user, addr: user.byteOffset, len: user.byteLength };
+      if (user.length === 0 || inArena(disk, user)) return { user, addr: user.byteOffset, len: user.length };
       const pageOffset = user.byteOffset % 4096;
-      const bounce = disk.alloc(pageOffset + user.byteLength, 4096);
+      const bounce = disk.alloc(pageOffset + user.length, 4096);
       bounces.push(bounce);
-      return { user, addr: bounce.byteOffset + pageOffset, len: user.byteLength, bounce: bounce.subarray(pageOffset) };
+      return { user, addr: bounce.byteOffset + pageOffset, len: user.length, bounce: bounce.subarray(pageOffset) };
     });
     return { segments, release };
   } catch (error) {
@@ -127,9 +128,9 @@ export function passSegments(disk: Disk, buffers: Uint8Array[]): { segments: Dio
 export function inPlaceSegments(buffers: Uint8Array[]): DioSegment[] {
   if (buffers.length === 1) {
     const user = buffers[0];
-    return [{ user, addr: user.byteOffset, len: user.byteLength }];
+    return [{ user, addr: user.byteOffset, len: user.length }];
   }
-  return buffers.map((user) => ({ user, addr: user.byteOffset, len: user.byteLength }));
+  return buffers.map((user) => ({ user, addr: user.byteOffset, len: user.length }));
 }
 
 /** The most bytes one pass maps: 16 MiB, or 1 MiB when buffers are bounced (arena room). */
@@ -138,7 +139,7 @@ const BOUNCED_PASS_BYTES_MAX = 1 << 20;
 /** Whether a request runs as one pass (passes() would return one): the cheap test. */
 export function onePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): boolean {
   let total = 0;
-  for (const b of buffers) total += b.byteLength;
+  for (const b of buffers) total += b.length;
   return from + total <= firstPassEnd(disk, buffers, from, fsBlock).end;
 }
 
@@ -149,8 +150,8 @@ export function onePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock
 export function inPlaceOnePass(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): number {
   let total = 0;
   for (const b of buffers) {
-    if (b.byteLength > 0 && !inArena(disk, b)) return -1;
-    total += b.byteLength;
+    if (b.length > 0 && !inArena(disk, b)) return -1;
+    total += b.length;
   }
   // firstPassEnd() for buffers that are not bounced, without its object.
   const end = Math.floor((from + DIO_CALL_BYTES_MAX) / fsBlock) * fsBlock;
@@ -159,7 +160,7 @@ export function inPlaceOnePass(disk: Disk, buffers: Uint8Array[], from: number, 
 
 /** Where the first pass from `from` ends, and the most bytes any pass maps. */
 function firstPassEnd(disk: Disk, buffers: Uint8Array[], from: number, fsBlock: number): { end: number; cap: number } {
-  const bounced = buffers.some((b) => b.byteLength > 0 && !inArena(disk, b));
+  const bounced = buffers.some((b) => b.length > 0 && !inArena(disk, b));
   const cap = bounced ? BOUNCED_PASS_BYTES_MAX : DIO_CALL_BYTES_MAX;
   const end = Math.floor((from + cap) / fsBlock) * fsBlock;
   return { end: end <= from ? from + cap : end, cap };
@@ -178,8 +179,8 @@ export function passes(disk: Disk, buffers: Uint8Array[], from: number, fsBlock:
   let passEnd = first.end;
   for (const buffer of buffers) {
     let rest = buffer;
-    while (rest.byteLength > 0) {
-      const take = Math.min(rest.byteLength, passEnd - offset);
+    while (rest.length > 0) {
+      const take = Math.min(rest.length, passEnd - offset);
       current.push(rest.subarray(0, take));
       rest = rest.subarray(take);
       offset += take;
@@ -283,7 +284,7 @@ function* passLoop(target: DioTarget, op: "read" | "write", buffers: Uint8Array[
         // What the pass set up (data and zero-filled holes) goes back to the caller's buffers.
         let left = pass.result;
         for (const seg of segments) {
-          const take = Math.min(left, seg.user.byteLength);
+          const take = Math.min(left, seg.user.length);
           if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
           left -= take;
         }
@@ -291,7 +292,7 @@ function* passLoop(target: DioTarget, op: "read" | "write", buffers: Uint8Array[
       done += pass.ret;
       if (op === "write" && pass.ret > 0) target.extended(from + done);
       if (pass.stop === -ENOTBLK) return { done, error: 0, holeAt: true, fua: false };
-      const bytes = passBuffers.reduce((sum, b) => sum + b.byteLength, 0);
+      const bytes = passBuffers.reduce((sum, b) => sum + b.length, 0);
       if (pass.ret < bytes || pass.eof) return { done, error: 0, holeAt: false, fua };
     } finally {
       release();
@@ -375,7 +376,7 @@ function oneSegment(user: Uint8Array): DioSegment[] {
   const seg = ONE_SEGMENT[0];
   seg.user = user;
   seg.addr = user.byteOffset;
-  seg.len = user.byteLength;
+  seg.len = user.length;
   return ONE_SEGMENT;
 }
 
@@ -405,7 +406,7 @@ export function dioBlockBits(target: DioTarget, buffers: Uint8Array[], offset: n
   // One pass over the values: OR keeps every low bit (ToInt32 is modulo 2^32, and the units are
   // at most 64 KiB), so the OR is a multiple of a unit exactly when every value is.
   let bits = offset | 0;
-  for (let i = 0; i < buffers.length; i++) bits |= buffers[i].byteOffset | buffers[i].byteLength;
+  for (let i = 0; i < buffers.length; i++) bits |= buffers[i].byteOffset | buffers[i].length;
   if ((bits & ((1 << target.fsBits) - 1)) === 0) return target.fsBits;
   if ((bits & (lbs - 1)) === 0) return lbsBits;
   // Name the first value that breaks the logical block rule.
@@ -414,8 +415,8 @@ export function dioBlockBits(target: DioTarget, buffers: Uint8Array[], offset: n
   if (index >= 0) {
     throw new DioError("EINVAL", syscall, `buffer ${index} address 0x${buffers[index].byteOffset.toString(16)} is not aligned to the ${lbs}-byte logical block size`);
   }
-  const bad = buffers.findIndex((b) => b.byteLength % lbs !== 0);
-  throw new DioError("EINVAL", syscall, `length ${buffers[bad].byteLength} of buffer ${bad} is not a multiple of the ${lbs}-byte logical block size`);
+  const bad = buffers.findIndex((b) => b.length % lbs !== 0);
+  throw new DioError("EINVAL", syscall, `length ${buffers[bad].length} of buffer ${bad} is not a multiple of the ${lbs}-byte logical block size`);
 }
 
 /** The outcome of one mapping-and-IO pass. */

@@ -105,13 +105,13 @@ export class FileHandle {
       if (at === null) this.position = from + bytesRead;
       return { bytesRead, buffers };
     }
-    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const total = buffers.reduce((sum, b) => sum + b.length, 0);
     const joined = new Uint8Array(total);
     const bytesRead = await this.readAt(joined, from, syscall);
     let done = 0;
     for (const b of buffers) {
       if (done >= bytesRead) break;
-      const part = Math.min(b.byteLength, bytesRead - done);
+      const part = Math.min(b.length, bytesRead - done);
       b.set(joined.subarray(done, done + part));
       done += part;
     }
@@ -145,12 +145,12 @@ export class FileHandle {
       if (this.direct) {
         bytesWritten = await this.directWrite(buffers, at, syscall, 0, record);
       } else {
-        const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+        const total = buffers.reduce((sum, b) => sum + b.length, 0);
         const joined = new Uint8Array(total);
         let done = 0;
         for (const b of buffers) {
           joined.set(b, done);
-          done += b.byteLength;
+          done += b.length;
         }
         bytesWritten = await this.writeAt(joined, at, syscall, record);
       }
@@ -286,7 +286,7 @@ export class FileHandle {
     const target = this.dioTarget();
     const dioBits = dioBlockBits(target, buffers, from, syscall);
     let total = 0;
-    for (const b of buffers) total += b.byteLength;
+    for (const b of buffers) total += b.length;
     if (total === 0) return 0; // before any lock or allocation
     if (!inode.lock.tryAcquire()) throw this.wouldBlock(syscall, `inode ${inode.ino} is locked by an asynchronous call in flight`);
     const held = new HeldLock(inode.lock);
@@ -317,7 +317,7 @@ export class FileHandle {
     const append = (this.flags & O_APPEND) !== 0;
     const checkedBits = append ? 0 : dioBlockBits(target, buffers, at ?? this.position, syscall);
     let total = 0;
-    for (const b of buffers) total += b.byteLength;
+    for (const b of buffers) total += b.length;
     const dsync = this.isDsync(0);
     const datasync = !this.isFullSync(0);
     if (!inode.lock.tryAcquire()) throw this.wouldBlock(syscall, `inode ${inode.ino} is locked by an asynchronous call in flight`);
@@ -598,7 +598,7 @@ export class FileHandle {
     const inode = this.inode;
     const target = this.dioTarget();
     const dioBits = dioBlockBits(target, buffers, from, syscall);
-    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const total = buffers.reduce((sum, b) => sum + b.length, 0);
     if (total === 0) return 0; // before any lock or allocation
     const unlock = inode.lock.tryLock() ?? (await inode.lock.lock());
     let locked = true;
@@ -642,7 +642,7 @@ export class FileHandle {
     // the lock (the position given is ignored), so it is checked there.
     const checkedBits = append ? 0 : dioBlockBits(target, buffers, at ?? this.position, syscall);
     let total = 0;
-    for (const b of buffers) total += b.byteLength;
+    for (const b of buffers) total += b.length;
     const dsync = this.isDsync(rwFlags);
     const datasync = !this.isFullSync(rwFlags);
     // The seed allocates its sync-work record for every dsync direct write, synchronous ones too
@@ -833,7 +833,7 @@ export class FileHandle {
     const target = this.dioTarget();
     const append = op === "write" && (this.flags & O_APPEND) !== 0;
     let total = 0;
-    for (const b of buffers) total += b.byteLength;
+    for (const b of buffers) total += b.length;
     const dioBits = dioBlockBits(target, buffers, append ? 0 : offset, syscall);
     const dsync = op === "write" && this.isDsync(rwFlags);
     const datasync = !this.isFullSync(rwFlags);
@@ -1238,15 +1238,15 @@ export class FileHandle {
    */
   private async writeRestBuffered(buffers: Uint8Array[], from: number, done: number, syscall: string): Promise<number> {
     const fs = this.fs;
-    const total = buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    const total = buffers.reduce((sum, b) => sum + b.length, 0);
     const rest = new Uint8Array(total - done);
     let at = 0;
     let skip = done;
     for (const b of buffers) {
-      const part = b.subarray(Math.min(skip, b.byteLength));
-      skip -= Math.min(skip, b.byteLength);
+      const part = b.subarray(Math.min(skip, b.length));
+      skip -= Math.min(skip, b.length);
       rest.set(part, at);
-      at += part.byteLength;
+      at += part.length;
     }
     try {
       const copied = await this.writeLocked(rest, from + done, syscall);
@@ -1390,7 +1390,7 @@ class AioDirectCall {
         // The bounce buffers go back to the caller's (what was set up, holes zero-filled).
         let left = r.result;
         for (const seg of bounced.segments) {
-          const take = Math.min(left, seg.user.byteLength);
+          const take = Math.min(left, seg.user.length);
           if (take > 0 && seg.bounce !== undefined) seg.user.set(seg.bounce.subarray(0, take));
           left -= take;
         }
