@@ -223,6 +223,13 @@ test("psync jobs on O_DIRECT files and on the raw device run through the synchro
       assert.ok(calls.readSync - before.readSync >= result.read.ios, `${target} reads`);
       assert.is(calls.datasyncSync - before.datasyncSync, Math.floor(result.write.ios / 16), `${target} fdatasync=16`);
     }
+    // libaio keeps the asynchronous interface, even one request at a time (fio's default depth).
+    const [aio] = parseJobFile("[a]\nrw=randwrite\nbs=4k\nsize=256k\ndirect=1\nioengine=libaio\nverify=crc32c\n");
+    const before = { ...calls };
+    const result = await runJob(aio, 0, { semantics: "seed", executor: "inline" });
+    assert.is(result.write.ios, 64);
+    assert.equal(result.verifyErrors, []);
+    assert.equal(calls, before, "no synchronous call for libaio");
   } finally {
     Object.assign(FileHandle.prototype, originals);
     BlockDeviceHandle.prototype.datasyncSync = deviceDatasync;

@@ -3,7 +3,8 @@
 //
 // Each job (and each of its `numjobs` instances, run one after the other) gets a fresh disk and
 // filesystem sized for it. The file is laid out first (written whole and synced, as fio lays out
-// files), unless the job only writes sequentially. Then IO runs until `size` bytes are done, or
+// files; verify counts on it: every block of a file holds a checkable header from the start).
+// Then IO runs until `size` bytes are done, or
 // for `runtime` seconds (`time_based` loops over the file). Engines: `libaio` keeps `iodepth`
 // requests in flight through an AIO context; `psync` and `sync` do one call at a time: on an
 // O_DIRECT file (`direct=1`) through the synchronous calls (writeSync/readSync and, for fsync=/
@@ -263,8 +264,9 @@ export async function runJob(spec: JobSpec, instance: number, opts: RunOptions):
   const timeLimitMs = runtime > 0 ? runtime * 1000 : Infinity;
   const totalIos = spec.time_based && runtime > 0 ? Infinity : blocks;
   const depth = spec.ioengine === "libaio" ? spec.iodepth : 1;
-  /** One call at a time on an O_DIRECT file: the synchronous calls (system calls, as fio's). */
-  const polled = depth === 1 && spec.direct;
+  /** psync/sync on an O_DIRECT file: the synchronous calls (system calls, as fio's). (libaio at
+   *  depth 1 keeps the promise calls, one at a time.) */
+  const polled = spec.ioengine !== "libaio" && depth === 1 && spec.direct;
   const written = new Map<number, number>(); // offset -> generation, for verify
   /** Whether a block read back has contents verify can check: a file's were laid out with
    *  headers; the raw device's only once the job wrote them (its other blocks hold whatever the

@@ -158,6 +158,8 @@ export class Inode {
    *  -1: until size or allocation change again, a range below it needs no lookup. */
   holeFreeVersion = -1;
   holeFreeEnd = 0;
+  /** The dataVersion at which the file was found to have a hole below its size, or -1. */
+  holeyVersion = -1;
   /** Open file handles. */
   openCount = 0;
   /** Direct IO in flight (i_dio_count) and those waiting for it to reach 0 (inode_dio_wait). */
@@ -859,11 +861,16 @@ export class Filesystem {
     const core = this.disk.core;
     // The whole file is looked at once per change of its size or allocation (every change of
     // the extent map bumps dataVersion: touchData()); most files have no hole, and later
-    // calls then need no lookup.
-    if (core.fs_range_mapped(inode.ino, 0, Math.ceil(inode.size / this.blockSize)) === 1) {
-      inode.holeFreeVersion = inode.dataVersion;
-      inode.holeFreeEnd = inode.size;
-      if (end <= inode.size) return false;
+    // calls then need no lookup. A file found with a hole is not looked at whole again until
+    // it changes: only the range is.
+    if (inode.holeyVersion !== inode.dataVersion) {
+      if (core.fs_range_mapped(inode.ino, 0, Math.ceil(inode.size / this.blockSize)) === 1) {
+        inode.holeFreeVersion = inode.dataVersion;
+        inode.holeFreeEnd = inode.size;
+        if (end <= inode.size) return false;
+      } else {
+        inode.holeyVersion = inode.dataVersion;
+      }
     }
     return core.fs_range_mapped(inode.ino, Math.floor(from / this.blockSize), Math.ceil(end / this.blockSize)) !== 1;
   }
