@@ -220,6 +220,15 @@ export function dio_stop(): i32 {
 export function dio_map_calls(): u32 {
   return dio.dioMapCalls;
 }
+/**
+ * The mapping loop's outcome in one number (one call from the host instead of four): result bytes
+ * * 2^22 + bio count * 2^6 + (stop + 16) * 2 + (new blocks ? 1 : 0). Exact: the result is at most
+ * a pass (2^24 bytes), the bio count below 2^16, stop in -15..1.
+ */
+export function dio_outcome(): f64 {
+  const low: u32 = (dio.dioBioCount << 6) | (<u32>(dio.dioStop + 16) << 1) | (dio.dioNewBlocks ? 1 : 0);
+  return <f64>dio.dioResultBytes * 4194304.0 + <f64>low;
+}
 export function dio_new_blocks(): bool {
   return dio.dioNewBlocks;
 }

@@ -39,6 +39,7 @@ export interface CoreExports {
   fs_free_run(diskBlock: number, length: number): number;
   fs_mapped_blocks(ino: number): number;
   fs_range_mapped(ino: number, firstBlock: number, endBlock: number): number;
+  dio_outcome(): number;
   dio_map(op: number, ino: number, dioBits: number, fsBits: number, iovCount: number, startBlock: number, iSize: number, skipHoles: number, builder: number): number;
   dio_bio_count(): number;
   dio_result_bytes(): number;

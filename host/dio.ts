@@ -600,11 +600,14 @@ function submitMapped(
 ): DioInFlight {
   const { disk } = target;
   const core = disk.core;
-  const newBlocks = core.dio_new_blocks() !== 0;
+  // dio_outcome(): result * 2^22 + bio count * 2^6 + (stop + 16) * 2 + new blocks.
+  const outcome = core.dio_outcome();
+  const result = Math.floor(outcome / 4194304); // exact: a power of two (no fmod call)
+  const low = outcome - result * 4194304;
+  const newBlocks = (low & 1) !== 0;
+  const stop = ((low >>> 1) & 31) - 16;
+  const bioCount = low >>> 6;
   if (newBlocks) target.allocated();
-  const bioCount = core.dio_bio_count();
-  const result = core.dio_result_bytes();
-  const stop = core.dio_stop();
   // iomap write-through: only a pure overwrite (nothing newly allocated, no metadata awaiting a
   // commit) on a device that makes FUA writes durable; otherwise the dio needs its sync.
   const limits = disk.limits;
