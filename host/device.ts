@@ -209,7 +209,6 @@ export class Device {
     this.schedule();
   }
 
-  /** Moves the clock to the next due request and completes every request due by then. */
   /** @internal Called at each pump: work done on other threads is picked up without waiting
    *  for their message (the flush worker's served count). */
   readonly pollers = new Hooks();
@@ -269,6 +268,7 @@ export class Device {
     }
   }
 
+  /** Moves the clock to the next due request and completes every request due by then. */
   private step(): void {
     if (this.pollers.size > 0) this.pollers.run();
     if (this.later.length > 0) {

@@ -249,7 +249,6 @@ export class Disk {
     if (this.closed) throw new DioError("EIO", syscall, "the disk is closed");
   }
 
-  /** An IO buffer of `size` bytes in the emulator's memory, aligned to `align` (default 4096), zeroed. */
   /** @internal Every view alloc() handed out: each lies in the arena, which the direct-IO engine
    *  then knows without reading the view's buffer and range (a sub-view is checked in full). */
   readonly arenaViews = new WeakSet<Uint8Array>();
@@ -257,6 +256,7 @@ export class Disk {
    *  first use. */
   dioViews: object | undefined;
 
+  /** An IO buffer of `size` bytes in the emulator's memory, aligned to `align` (default 4096), zeroed. */
   alloc(size: number, align = 4096): Uint8Array {
     this.checkOpen("alloc");
     if (!Number.isSafeInteger(size) || size <= 0) throw invalid("alloc", `size ${String(size)} must be a positive integer`);

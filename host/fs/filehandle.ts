@@ -173,19 +173,23 @@ export class FileHandle {
   readSync(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): number {
     const syscall = position === null || position === undefined ? "read" : "pread64";
     const target = bufferRange(buffer, offset, length, syscall);
-    const at = checkPosition(position, syscall);
-    const one = this.oneBuffer[0] === NO_BYTES ? this.oneBuffer : [target];
-    one[0] = target;
-    try {
-      return this.readPolled(one, at, syscall);
-    } finally {
-      one[0] = NO_BYTES;
-    }
+    return this.onePolled(false, target, checkPosition(position, syscall), syscall);
   }
 
   /** The one-buffer list of readSync()/writeSync(), reused: nothing keeps it past the call, and
    *  a call that finds it in use (one refused inside another's device step) makes its own. */
   private readonly oneBuffer: Uint8Array[] = [NO_BYTES];
+
+  /** readPolled()/writePolled() of one buffer, through the reused list. */
+  private onePolled(write: boolean, data: Uint8Array, at: number | null, syscall: string): number {
+    const one = this.oneBuffer[0] === NO_BYTES ? this.oneBuffer : [data];
+    one[0] = data;
+    try {
+      return write ? this.writePolled(one, at, syscall) : this.readPolled(one, at, syscall);
+    } finally {
+      one[0] = NO_BYTES; // not kept
+    }
+  }
 
   /** preadv(2) as a synchronous call (see readSync()). */
   readvSync(buffers: Uint8Array[], position?: number | null): number {
@@ -208,14 +212,7 @@ export class FileHandle {
   writeSync(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): number {
     const syscall = position === null || position === undefined ? "write" : "pwrite64";
     const data = bufferRange(buffer, offset, length, syscall);
-    const at = checkPosition(position, syscall);
-    const one = this.oneBuffer[0] === NO_BYTES ? this.oneBuffer : [data];
-    one[0] = data;
-    try {
-      return this.writePolled(one, at, syscall);
-    } finally {
-      one[0] = NO_BYTES; // not kept
-    }
+    return this.onePolled(true, data, checkPosition(position, syscall), syscall);
   }
 
   /** pwritev(2) as a synchronous call (see writeSync()). */
