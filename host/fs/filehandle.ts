@@ -324,38 +324,40 @@ export class FileHandle {
     let written: number;
     let commitHeld = false;
     try {
+      // Under the inode lock: the write itself. Outside it (below): the caller's sync, still
+      // holding the commit lock when the write took it.
       try {
-      // (Alive: checked by writePolled() just before, with nothing run since.)
-      from = append ? inode.size : at ?? this.position;
-      landed?.place(from);
-      const dioBits = append || at === null ? dioBlockBits(target, buffers, from, syscall) : checkedBits;
-      if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
-      this.checkWriteNoWait(from, total, syscall);
-      // A write that may commit (its sync, or ENOSPC's reclaim) holds the commit lock throughout.
-      if (total > 0 && (dsync || from + total > inode.size)) {
-        if (!fs.holdCommitPolled()) throw this.wouldBlock(syscall, "a metadata commit started by an asynchronous call is in progress");
-        commitHeld = true;
-      }
-      // The seed's sync-work record, for synchronous dsync writes too (spec 3.1), freed unused.
-      if (fs.semantics === "seed" && dsync) {
-        fs.initDioQueueNow(syscall);
-        work = fs.allocSyncWork(inode, at ?? this.position, syscall);
-      }
-      fs.invalidateRange(inode, from, total);
-      inode.dioBegin();
-      let run: DioRun;
-      try {
-        run = dioRunPolled(target, "write", buffers, from, dioBits, syscall, NO_STEP, fs.semantics === "iomap" && dsync && datasync ? POLLED_WRITE_THROUGH : POLLED);
-      } finally {
-        inode.dioEnd();
-        fs.dioStep("dio_end", inode, from);
-        if (work !== null) fs.freeSyncWork(work, inode);
-        work = null;
-      }
-      fua = run.fua;
-      const done = this.directWriteRan(run, from, total, syscall);
-      if (run.holeAt && done < total) throw new Error(`dioemu: a synchronous direct write of inode ${inode.ino} reached a hole its check did not see`);
-      written = this.directWriteEnd(from, done, at);
+        // (Alive: checked by writePolled() just before, with nothing run since.)
+        from = append ? inode.size : at ?? this.position;
+        landed?.place(from);
+        const dioBits = append || at === null ? dioBlockBits(target, buffers, from, syscall) : checkedBits;
+        if (from + total > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `writing ${total} bytes at ${from} would pass the ${FILE_BYTES_MAX}-byte file size limit`);
+        this.checkWriteNoWait(from, total, syscall);
+        // A write that may commit (its sync, or ENOSPC's reclaim) holds the commit lock throughout.
+        if (total > 0 && (dsync || from + total > inode.size)) {
+          if (!fs.holdCommitPolled()) throw this.wouldBlock(syscall, "a metadata commit started by an asynchronous call is in progress");
+          commitHeld = true;
+        }
+        // The seed's sync-work record, for synchronous dsync writes too (spec 3.1), freed unused.
+        if (fs.semantics === "seed" && dsync) {
+          fs.initDioQueueNow(syscall);
+          work = fs.allocSyncWork(inode, at ?? this.position, syscall);
+        }
+        fs.invalidateRange(inode, from, total);
+        inode.dioBegin();
+        let run: DioRun;
+        try {
+          run = dioRunPolled(target, "write", buffers, from, dioBits, syscall, NO_STEP, fs.semantics === "iomap" && dsync && datasync ? POLLED_WRITE_THROUGH : POLLED);
+        } finally {
+          inode.dioEnd();
+          fs.dioStep("dio_end", inode, from);
+          if (work !== null) fs.freeSyncWork(work, inode);
+          work = null;
+        }
+        fua = run.fua;
+        const done = this.directWriteRan(run, from, total, syscall);
+        if (run.holeAt && done < total) throw new Error(`dioemu: a synchronous direct write of inode ${inode.ino} reached a hole its check did not see`);
+        written = this.directWriteEnd(from, done, at);
       } finally {
         inode.lock.release();
         if (work !== null) fs.freeSyncWork(work, inode);
