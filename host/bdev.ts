@@ -285,11 +285,19 @@ export class BlockDeviceHandle extends FileHandle {
 
   /** ftruncate(2) on a block device is EINVAL. */
   override async truncate(len = 0): Promise<void> {
+    this.truncateSync(len);
+  }
+
+  override truncateSync(len = 0): void {
     this.devCheckOpen("ftruncate");
     throw fail("EINVAL", "ftruncate", `a block device cannot be truncated (length ${String(len)})`);
   }
 
   override async stat(): Promise<Stats> {
+    return this.statSync();
+  }
+
+  override statSync(): Stats {
     this.devCheckOpen("fstat");
     return { ino: 0, size: this.disk.size, blocks: 0, blksize: this.disk.limits.logicalBlockSize, mtimeMs: 0, ctimeMs: 0 };
   }

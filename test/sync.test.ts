@@ -22,9 +22,17 @@ async function world(opts: Partial<DiskOptions> = {}, semantics: Semantics = "se
   return { disk, fs };
 }
 
+/** `bytes` bytes of a pattern that differs per `seed` and per byte. */
+function patternBytes(bytes: number, seed: number): Uint8Array {
+  const buf = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) buf[i] = (i * 13 + seed * 101 + (i >> 10)) & 0xff;
+  return buf;
+}
+
+/** patternBytes() in a buffer of the disk's arena (zero-copy for O_DIRECT). */
 function pattern(disk: Disk, bytes: number, seed: number): Uint8Array {
   const buf = disk.alloc(bytes);
-  for (let i = 0; i < bytes; i++) buf[i] = (i * 13 + seed * 101 + (i >> 10)) & 0xff;
+  buf.set(patternBytes(bytes, seed));
   return buf;
 }
 
@@ -479,6 +487,64 @@ test("crashTest: synchronous O_DSYNC writes and datasyncSync lose nothing they a
     assert.is(report.lost, 0, `${semantics}: ${JSON.stringify(report.violations.slice(0, 2))}`);
     assert.equal(report.violations, []);
   }
+});
+
+test("truncateSync/statSync: what truncate()/stat() do where no IO is needed; EAGAIN before anything changes otherwise; durable after datasyncSync", async () => {
+  const outcomes: { size: number; blocks: number; extents: number[]; tail: Uint8Array; grown: Uint8Array }[] = [];
+  for (const sync of [false, true]) {
+    const { disk, fs } = await world();
+    const fh = await fs.open("t", O_RDWR | O_CREAT | O_DIRECT);
+    await fh.write(pattern(disk, 64 * KIB, 1), 0, 64 * KIB, 0);
+    if (sync) fh.truncateSync(24 * KIB);
+    else await fh.truncate(24 * KIB);
+    const shrunk = sync ? fh.statSync() : await fh.stat();
+    if (sync) fh.truncateSync(40 * KIB);
+    else await fh.truncate(40 * KIB);
+    const tail = disk.alloc(16 * KIB).fill(0x77);
+    assert.is(fh.readSync(tail, 0, 16 * KIB, 24 * KIB), 16 * KIB, "the grown part reads");
+    const grown = disk.alloc(24 * KIB);
+    assert.is(fh.readSync(grown, 0, 24 * KIB, 0), 24 * KIB);
+    assert.is(shrunk.size, 24 * KIB);
+    outcomes.push({ size: (await fh.stat()).size, blocks: shrunk.blocks, extents: [...fs.extentsOf(fh.inode.ino)], tail: tail.slice(), grown: grown.slice() });
+    await fs.unmount();
+    await disk.close();
+  }
+  assert.equal(outcomes[1], outcomes[0], "the same as the promise calls");
+  assert.is(outcomes[1].size, 40 * KIB);
+  assert.is(outcomes[1].blocks, 24 * KIB / 512, "the blocks past 24 KiB were freed");
+  assert.equal(outcomes[1].tail, new Uint8Array(16 * KIB), "what was cut reads as zeros");
+  assert.equal(outcomes[1].grown, patternBytes(24 * KIB, 1), "what was kept is unchanged");
+
+  const { disk, fs } = await world();
+  const fh = await fs.open("u", O_RDWR | O_CREAT | O_DIRECT);
+  await fh.write(pattern(disk, 32 * KIB, 2), 0, 32 * KIB, 0);
+  // Inside a page: its tail would be zeroed through the page cache.
+  assert.is(codeOf(() => fh.truncateSync(10 * KIB + 100)), "EAGAIN");
+  assert.is(fh.statSync().size, 32 * KIB, "unchanged");
+  // Growing a file whose size is inside a block.
+  await fh.truncate(20 * KIB + 100);
+  assert.is(codeOf(() => fh.truncateSync(64 * KIB)), "EAGAIN");
+  assert.is(fh.statSync().size, 20 * KIB + 100);
+  await fh.truncate(20 * KIB);
+  // The inode lock held by a promise call in flight.
+  const inFlight = fh.write(pattern(disk, BLOCK, 3), 0, BLOCK, 0);
+  assert.is(codeOf(() => fh.truncateSync(8 * KIB)), "EAGAIN");
+  await inFlight;
+  assert.is(fh.statSync().size, 20 * KIB);
+  // Bad input, as truncate().
+  assert.is(codeOf(() => fh.truncateSync(-1)), "EINVAL");
+  const ro = await fs.open("u", O_RDONLY);
+  assert.is(codeOf(() => ro.truncateSync(0)), "EINVAL");
+  assert.equal(ro.statSync(), await ro.stat());
+  // Durable once synced: the smaller size and the freed blocks survive a power cut.
+  fh.truncateSync(8 * KIB);
+  fh.datasyncSync();
+  const cut = await afterCut(disk, "u", 8 * KIB);
+  assert.is(cut.size, 8 * KIB);
+  const expect = pattern(disk, 8 * KIB, 2);
+  expect.set(pattern(disk, BLOCK, 3), 0);
+  assert.equal(cut.data, expect);
+  await disk.close();
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -1305,13 +1305,33 @@ export class FileHandle {
   }
 
   async truncate(len = 0): Promise<void> {
-    if (typeof len !== "number" || !Number.isInteger(len) || len < 0) throw fail("EINVAL", "ftruncate", `length ${String(len)} must be a non-negative integer`);
-    this.checkOpen("ftruncate");
-    if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EINVAL", "ftruncate", `file descriptor ${this.fd} is not open for writing`);
+    this.checkTruncate(len);
     await this.fs.truncateInode(this.inode, len, "ftruncate");
   }
 
+  /**
+   * ftruncate(2) as a synchronous call: the same as truncate() where it needs no IO and no wait
+   * (shrinking to a multiple of the page size, growing a file whose size is a multiple of the fs
+   * block), EAGAIN before anything changes otherwise (a new size inside a page, the inode lock or
+   * direct IO of a promise call in flight). On any handle open for writing.
+   */
+  truncateSync(len = 0): void {
+    this.checkTruncate(len);
+    this.fs.truncateInodeNow(this.inode, len, "ftruncate");
+  }
+
+  private checkTruncate(len: number): void {
+    if (typeof len !== "number" || !Number.isInteger(len) || len < 0) throw fail("EINVAL", "ftruncate", `length ${String(len)} must be a non-negative integer`);
+    this.checkOpen("ftruncate");
+    if ((this.flags & O_ACCMODE) === O_RDONLY) throw fail("EINVAL", "ftruncate", `file descriptor ${this.fd} is not open for writing`);
+  }
+
   async stat(): Promise<Stats> {
+    return this.statSync();
+  }
+
+  /** fstat(2) as a synchronous call (it needs no IO). */
+  statSync(): Stats {
     this.checkOpen("fstat");
     return this.fs.statInode(this.inode);
   }

@@ -757,10 +757,7 @@ export class Filesystem {
       this.checkAlive(syscall);
       await inode.dioWait();
       if (size < inode.size) {
-        const keepPages = Math.ceil(size / PAGE_BYTES);
-        for (const page of this.pages.pagesOf(inode.ino)) {
-          if (page.index >= keepPages) this.reservedBlocks -= this.pages.drop(page);
-        }
+        this.dropPagesFrom(inode, Math.ceil(size / PAGE_BYTES));
         const tail = size % PAGE_BYTES;
         if (tail !== 0) {
           // The part of the last page past the new end must read as zeros if the file grows again.
@@ -782,14 +779,52 @@ export class Filesystem {
       } else if (size > inode.size) {
         await this.zeroEofTail(inode, syscall);
       }
-      if (size !== inode.size) {
-        inode.size = size;
-        this.touchData(inode);
-      }
-      if (inode.name !== null) this.recorder?.truncate?.(inode.name, size);
-      this.stampTimes(inode);
-      this.touchTimes(inode);
+      this.truncated(inode, size);
     });
+  }
+
+  /**
+   * @internal truncateInode() for a synchronous caller (FileHandle.truncateSync()): the same
+   * steps where they need no IO and no wait, EAGAIN before anything changes otherwise: the inode
+   * lock held or direct IO in flight (a promise call's), a new size inside a page (its tail is
+   * zeroed through the page cache), or growing a file whose size is inside a block (the same).
+   */
+  truncateInodeNow(inode: Inode, size: number, syscall: string): void {
+    if (size > FILE_BYTES_MAX) throw fail("EFBIG", syscall, `length ${size} passes the ${FILE_BYTES_MAX}-byte file size limit`);
+    this.checkAlive(syscall);
+    const wouldBlock = (why: string): DioError => fail("EAGAIN", syscall, `${why}; a synchronous call cannot wait for that (use truncate())`);
+    if (!inode.lock.tryAcquire()) throw wouldBlock(`inode ${inode.ino} is locked by an asynchronous call in flight`);
+    try {
+      if (inode.dioCount > 0) throw wouldBlock(`inode ${inode.ino} has direct IO in flight`);
+      if (size < inode.size) {
+        if (size % PAGE_BYTES !== 0) throw wouldBlock(`the new size ${size} ends inside a page, whose tail is zeroed through the page cache`);
+        this.dropPagesFrom(inode, size / PAGE_BYTES);
+        this.truncateBlocks(inode, Math.ceil(size / this.blockSize));
+      } else if (size > inode.size && inode.size % this.blockSize !== 0) {
+        throw wouldBlock(`inode ${inode.ino} ends inside a block (size ${inode.size}), whose tail is zeroed through the page cache first`);
+      }
+      this.truncated(inode, size);
+    } finally {
+      inode.lock.release();
+    }
+  }
+
+  /** Drops the cached pages of `inode` from page `first` on (their reservations go back). */
+  private dropPagesFrom(inode: Inode, first: number): void {
+    for (const page of this.pages.pagesOf(inode.ino)) {
+      if (page.index >= first) this.reservedBlocks -= this.pages.drop(page);
+    }
+  }
+
+  /** The end of a truncate: the new size, the oracle told, the times. */
+  private truncated(inode: Inode, size: number): void {
+    if (size !== inode.size) {
+      inode.size = size;
+      this.touchData(inode);
+    }
+    if (inode.name !== null) this.recorder?.truncate?.(inode.name, size);
+    this.stampTimes(inode);
+    this.touchTimes(inode);
   }
 
   async unlink(path: string): Promise<void> {
