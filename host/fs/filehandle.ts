@@ -349,9 +349,7 @@ export class FileHandle {
         try {
           run = dioRunPolled(target, "write", buffers, from, dioBits, syscall, NO_STEP, fs.semantics === "iomap" && dsync && datasync ? POLLED_WRITE_THROUGH : POLLED);
         } finally {
-          inode.dioEnd();
-          fs.dioStep("dio_end", inode, from);
-          if (work !== null) fs.freeSyncWork(work, inode);
+          this.writeDioEnd(from, work);
           work = null;
         }
         fua = run.fua;
@@ -669,11 +667,9 @@ export class FileHandle {
       inode.dioBegin();
       let run;
       try {
-        run = await dioRun(target, "write", buffers, from, dioBits, syscall, () => undefined, { writeThrough: fs.semantics === "iomap" && dsync && datasync });
+        run = await dioRun(target, "write", buffers, from, dioBits, syscall, NO_STEP, fs.semantics === "iomap" && dsync && datasync ? WRITE_THROUGH : PLAIN);
       } finally {
-        inode.dioEnd();
-        fs.dioStep("dio_end", inode, from);
-        if (work !== null) fs.freeSyncWork(work, inode);
+        this.writeDioEnd(from, work);
         work = null;
       }
       fua = run.fua;
@@ -695,6 +691,14 @@ export class FileHandle {
     const res = await this.callerSync(written, syncFrom, dsync, datasync, fua, syscall);
     if (res < 0) throw DioError.fromErrno(res, syscall, `the sync after the direct write failed with errno ${-res}`);
     return res;
+  }
+
+  /** A direct write's dio is over: i_dio_count down, the step reported, the seed's sync-work
+   *  record (a synchronous call's, unused) freed. */
+  private writeDioEnd(from: number, work: SyncWork | null): void {
+    this.inode.dioEnd();
+    this.fs.dioStep("dio_end", this.inode, from);
+    if (work !== null) this.fs.freeSyncWork(work, this.inode);
   }
 
   /** After a direct write's dio: i_size after the data, the blocks a failed or short write
