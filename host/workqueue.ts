@@ -30,7 +30,7 @@ type Work = () => Promise<void>;
 /** An item of the queue: general work, or one whose whole work is a cache flush (see queueFlush). */
 type Item = { kind: "work"; run: Work } | { kind: "flush"; after: (status: number) => void };
 
-/** A work queue; make one with WorkQueue.create(). */
+/** A work queue; make one with WorkQueue.createNow(). */
 export class WorkQueue {
   readonly stats: WorkQueueStats = { queued: 0, completed: 0, maxRunning: 0 };
   private readonly pending: Item[] = [];
@@ -59,13 +59,7 @@ export class WorkQueue {
    * alloc_workqueue(): asynchronous, as the kernel's may sleep, so two first users can both get
    * here before either installs its queue (the race the seed settles with a compare-and-swap).
    */
-  static async create(disk: Disk, name: string, maxActive: number, executor: Executor): Promise<WorkQueue> {
-    WorkQueue.check(disk, name, maxActive, executor);
-    await Promise.resolve();
-    return new WorkQueue(name, maxActive, disk, executor);
-  }
-
-  /** create() with no await (a synchronous caller's; a worker thread still starts on first use). */
+  /** Makes a queue (a worker thread, with the worker executor, starts on first use). */
   static createNow(disk: Disk, name: string, maxActive: number, executor: Executor): WorkQueue {
     WorkQueue.check(disk, name, maxActive, executor);
     return new WorkQueue(name, maxActive, disk, executor);

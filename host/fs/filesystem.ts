@@ -557,17 +557,12 @@ export class Filesystem {
    */
   async initDioQueue(syscall: string): Promise<WorkQueue> {
     if (this.dioQueue !== null) return this.dioQueue;
-    if (this.failQueueAlloc > 0) {
-      this.failQueueAlloc--;
-      throw fail("ENOMEM", syscall, "the direct-IO completion queue could not be allocated");
-    }
-    const seed = this.semantics === "seed";
-    const queue = await WorkQueue.create(this.disk, seed ? "dio-sync" : `dio/${this.id}`, seed ? 1 : 256, this.disk.executor);
-    this.dioStats.queuesCreated++;
-    this.dioStep("queue_created");
+    this.checkQueueAlloc(syscall);
+    // alloc_workqueue() may sleep: another first user may allocate and install meanwhile.
+    await Promise.resolve();
+    const queue = this.newDioQueue();
     if (this.dioQueue === null && this.state === "mounted" && this.disk.crashCount === this.crashCountAtMount && !this.disk.isClosed) {
-      this.dioQueue = queue;
-      this.dioStep("queue_installed");
+      this.installDioQueue(queue);
       return queue;
     }
     this.dioStats.queuesDiscarded++;
@@ -581,17 +576,32 @@ export class Filesystem {
    *  (with no await between, no other first user can race it). */
   initDioQueueNow(syscall: string): WorkQueue {
     if (this.dioQueue !== null) return this.dioQueue;
+    this.checkQueueAlloc(syscall);
+    const queue = this.newDioQueue();
+    this.installDioQueue(queue);
+    return queue;
+  }
+
+  /** ENOMEM from the test hook, before the queue is made. */
+  private checkQueueAlloc(syscall: string): void {
     if (this.failQueueAlloc > 0) {
       this.failQueueAlloc--;
       throw fail("ENOMEM", syscall, "the direct-IO completion queue could not be allocated");
     }
+  }
+
+  /** The superblock's completion queue, made (not yet installed). */
+  private newDioQueue(): WorkQueue {
     const seed = this.semantics === "seed";
     const queue = WorkQueue.createNow(this.disk, seed ? "dio-sync" : `dio/${this.id}`, seed ? 1 : 256, this.disk.executor);
     this.dioStats.queuesCreated++;
     this.dioStep("queue_created");
+    return queue;
+  }
+
+  private installDioQueue(queue: WorkQueue): void {
     this.dioQueue = queue;
     this.dioStep("queue_installed");
-    return queue;
   }
 
   /** @internal The seed's kmalloc of a sync-work record (ENOMEM from a test hook). */
