@@ -6,8 +6,8 @@
 import {
   CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DESTAGE_CLAIM, CTRL_DESTAGE_ENABLED, CTRL_DESTAGE_TARGET, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
   CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES, CTRL_STAT_FLUSHES,
-  CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
-  EINVAL, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
+  CTRL_STAT_BYPASS_WRITES, CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
+  EINVAL, FEATURE_CACHE_BYPASS, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
   SECTOR_BYTES, SECTOR_SHIFT, SECTORS_PER_LINE,
 } from "./layout";
 import {
@@ -193,7 +193,7 @@ function destageOldest(room: bool): void {
 
 /** Appends one line's part of a write to the log, destaging the oldest entry when full. */
 function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void {
-  if (cacheHead() - cacheTail() == cacheSlots) destageOldest(true);
+  makeRoom(1);
   const pos = cacheHead();
   // The data first: the entry is published (header, index, head) only once it holds it.
   iterCopyOut(entryData(pos) + (<usize>firstInLine << SECTOR_SHIFT), count << SECTOR_SHIFT);
@@ -208,10 +208,19 @@ function appendLine(line: u32, firstInLine: u32, count: u32, writeId: u32): void
  * to retire them (letting go of the lock meanwhile, and before any of the request's own entries
  * go in, so a request is never split around another thread's step). Afterwards no claim can
  * start until this thread lets go of the lock, so appends may destage as they always did (a long
- * run copied without the lock waits again for a claim made meanwhile: appendLines()).
+ * run copied without the lock lets a claim start meanwhile; a later piece that needs room waits
+ * for it to end: makeRoom()).
  */
 function roomFor(entries: u32): void {
   if (cacheSlots - (cacheHead() - cacheTail()) < entries) waitUnclaimed();
+}
+
+/** Under the lock: makes room for `entries` more entries, taking the oldest out of the log (after
+ *  any claim on them ends) when there is less. */
+function makeRoom(entries: u32): void {
+  if (cacheSlots - (cacheHead() - cacheTail()) >= entries) return;
+  waitUnclaimed();
+  while (cacheSlots - (cacheHead() - cacheTail()) < entries) destageOldest(true);
 }
 
 /** A run of this many whole lines or more is copied into the log outside the device lock. */
@@ -223,7 +232,7 @@ const UNLOCKED_COPY_LINES: u32 = 16;
  * Room is made first, destaging the oldest entries as appendLine() would one at a time.
  */
 function appendLines(first: u32, lines: u32, writeId: u32): void {
-  while (cacheSlots - (cacheHead() - cacheTail()) < lines) destageOldest(true);
+  makeRoom(lines);
   const head = cacheHead();
   if (lines >= UNLOCKED_COPY_LINES) {
     // A long copy goes in without the lock, so that the destager thread can claim and retire
@@ -233,9 +242,8 @@ function appendLines(first: u32, lines: u32, writeId: u32): void {
     unlockDevice();
     iterCopyOut(entryData(head), lines << LINE_SHIFT);
     lockDevice();
-    // The thread may have claimed entries meanwhile: the request's later pieces may take entries
-    // out of the log to make room (roomFor()'s promise), so the claim is let finish first.
-    waitUnclaimed();
+    // The thread may have claimed entries meanwhile: publishing does not touch them, and a later
+    // piece that needs room waits for the claim to end first (makeRoom()).
   } else {
     iterCopyOut(entryData(head), lines << LINE_SHIFT);
   }
@@ -291,22 +299,30 @@ function sectorSource(line: u32, newest: u32, inLine: u32): usize {
 //
 // A device writes its cache back in the background; here another thread (the host's destager) may
 // do that work, off the thread that submits IO. What it writes back is decided on the submitting
-// side, by the log alone: once more than three quarters of the log holds entries not yet released,
-// every entry but the newest quarter's is released (the target moves), and a released entry goes
-// to the image whole, whoever takes it out. So the image and the cache at any device step do not
+// side, by the log alone: once more than nine sixteenths of the log holds entries not yet released,
+// every entry but the newest half's is released (the target moves, in steps of a sixteenth, so that
+// the thread works along with the appends rather than in bursts), and a released entry goes to the
+// image whole, whoever takes it out. So the image and the cache at any device step do not
 // depend on how far the other thread got: a power cut first writes back what is released (as the
 // destager would have), then decides the rest by its seeded coins. The destager copies a claimed
 // run of entries outside the lock (destageClaimed()); everything that takes entries out of the log
 // or writes the media over cached lines waits for the claim to end first (waitUnclaimed()).
 
+/** The log entries not yet released for write-back: those a power cut may still lose. */
+@inline function unreleased(): u32 {
+  const head = cacheHead();
+  const tail = cacheTail();
+  // The target counts only while it lies in the log (a flush or a power cut may have taken the log
+  // past it, and without a destager thread it never moves).
+  const released = load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - tail;
+  return released <= head - tail ? head - tail - released : head - tail;
+}
+
 /** Under the lock, after an append: moves the target when the unreleased part of the log passed
- *  three quarters of it. Only when the host enabled background destaging. */
+ *  nine sixteenths of it. Only when the host enabled background destaging. */
 function releaseForDestage(): void {
   if (load<u32>(ctrlAddr(CTRL_DESTAGE_ENABLED)) == 0) return;
-  const head = cacheHead();
-  let from = load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET));
-  if (<i32>(cacheTail() - from) > 0) from = cacheTail();
-  if (head - from > cacheSlots - (cacheSlots >> 2)) store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), head - (cacheSlots >> 2));
+  if (unreleased() > (cacheSlots >> 1) + (cacheSlots >> 4)) store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), cacheHead() - (cacheSlots >> 1));
 }
 
 /** Entries [tail, claim) are being written back by the destager thread, outside the lock. */
@@ -387,10 +403,24 @@ export function destageClaimed(budget: u32): u32 {
   }
   store<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM), tail + count);
   unlockDevice();
-  for (let i: u32 = 0; i < count; i++) {
+  for (let i: u32 = 0; i < count;) {
     const header = entryAddr(tail + i);
     const mask = load<u32>(header + ENTRY_MASK);
-    if (mask != 0) copyMaskToImage(load<u32>(header + ENTRY_LINE), mask, entryData(tail + i));
+    const line = load<u32>(header + ENTRY_LINE);
+    if (mask != FULL_LINE_MASK) {
+      if (mask != 0) copyMaskToImage(line, mask, entryData(tail + i));
+      i++;
+      continue;
+    }
+    // Whole lines that follow one another on the disk and in the log go in one copy.
+    let run: u32 = 1;
+    while (i + run < count && ((tail + i + run) & (cacheSlots - 1)) != 0) {
+      const next = entryAddr(tail + i + run);
+      if (load<u32>(next + ENTRY_MASK) != FULL_LINE_MASK || load<u32>(next + ENTRY_LINE) != line + run) break;
+      run++;
+    }
+    memory.copy(sectorAddr(line * SECTORS_PER_LINE), entryData(tail + i), <usize>run << LINE_SHIFT);
+    i += run;
   }
   lockDevice();
   for (let i: u32 = 0; i < count; i++) {
@@ -415,17 +445,42 @@ export function destageClaimed(budget: u32): u32 {
   return sectors != 0 && <u64>sector + <u64>sectors <= <u64>sectorCount;
 }
 
+// ---- going past a full cache --------------------------------------------------------------------
+//
+// Appending a write to a cache whose entries at risk (those a power cut may still lose) fill their
+// bound pushes older ones out: destaged to make room (inline), or released to the destager. Either
+// way their bytes are copied twice, into the log and then to the media. A large request that finds
+// the cache so goes to the media instead, as a FUA write does (older cached versions of its sectors
+// are dropped): copied once, durable at once, which the durability contract allows, and the older
+// writes at risk stay at risk. The decision reads only the log's positions as this thread's steps
+// left them (the tail moves past the target only by flushes and power cuts, which are ordered with
+// the steps), never how far the destager thread got, so it is the same on every run.
+
+/** A request of this many lines (64 KiB) or more may go past a full cache. */
+const BYPASS_MIN_LINES: u32 = 16;
+
+/** Whether a write request of `lines` lines goes past the cache to the media (under the lock). */
+function bypassCache(lines: u32): bool {
+  if (lines < BYPASS_MIN_LINES || (features & FEATURE_CACHE_BYPASS) == 0) return false;
+  // The bound of the entries at risk: what releaseForDestage() keeps, or the whole log without a
+  // destager thread.
+  const bound = load<u32>(ctrlAddr(CTRL_DESTAGE_ENABLED)) != 0 ? cacheSlots >> 1 : cacheSlots;
+  return unreleased() + lines > bound;
+}
+
 /**
  * Completes one write request at the device: `sectors` sectors at `sector`, data from the bvec
- * cursor (index, done). Lands in the cache, or on the media when `fua` or without a cache.
- * Returns 0 or -errno.
+ * cursor (index, done). Lands in the cache, or on the media when `fua`, without a cache, or when
+ * it goes past a full cache (bypassCache()). Returns 0 or -errno.
  */
 export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fua: bool): i32 {
   if (!rangeValid(sector, sectors)) return -EIO;
   if (!bvecRangeValid(index, done, sectors << SECTOR_SHIFT)) return -EINVAL;
   iterStart(index, done);
   lockDevice();
-  if (!hasCache() || fua) {
+  const lines = (sector + sectors - 1) / SECTORS_PER_LINE - sector / SECTORS_PER_LINE + 1;
+  const bypass = hasCache() && !fua && bypassCache(lines);
+  if (!hasCache() || fua || bypass) {
     if (hasCache()) {
       // The media is written over cached lines: not while the thread copies some of them.
       waitUnclaimed();
@@ -439,12 +494,12 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
         forgetCachedSectors(line, ((1 << count) - 1) << inLine);
         s += count;
       }
-      statAdd(CTRL_STAT_FUA_WRITES, 1);
+      statAdd(bypass ? CTRL_STAT_BYPASS_WRITES : CTRL_STAT_FUA_WRITES, 1);
     }
     iterCopyOut(sectorAddr(sector), sectors << SECTOR_SHIFT);
   } else {
     const end = sector + sectors;
-    roomFor((end - 1) / SECTORS_PER_LINE - sector / SECTORS_PER_LINE + 1);
+    roomFor(lines);
     // After the wait (which may let go of the lock): ids go to the log in the order they are drawn.
     const writeId = nextWriteId();
     let s = sector;

@@ -89,9 +89,12 @@ export const CTRL_DESTAGE_BELL: u32 = 276;      // the destager thread sleeps on
 export const CTRL_DESTAGE_STOP: u32 = 280;      // 1 asks the destager thread to stop (host only)
 export const CTRL_DESTAGE_SLEEPING: u32 = 284;  // 1 while the destager thread sleeps (host only)
 export const CTRL_DESTAGE_CLAIM: u32 = 288;     // log entries [tail, claim) are being written back
+// More statistics (u64), after the first eight.
+export const CTRL_STAT_BYPASS_WRITES: u32 = 296; // write requests that went past a full cache to the media
 
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
+export const FEATURE_CACHE_BYPASS: u32 = 4;
 
 // bvec record: one (address, length) segment of a bio, like struct bio_vec with the page and
 // offset folded into one address in the shared memory.
@@ -308,7 +311,9 @@ export function layoutValue(index: i32): u32 {
     case 122: return CTRL_DESTAGE_STOP;
     case 123: return CTRL_DESTAGE_SLEEPING;
     case 124: return CTRL_DESTAGE_CLAIM;
+    case 125: return CTRL_STAT_BYPASS_WRITES;
+    case 126: return FEATURE_CACHE_BYPASS;
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 125;
+export const LAYOUT_FIELD_COUNT: i32 = 127;

@@ -7,7 +7,7 @@ import { bootCoreWorker, type CoreWorkerStart } from "./workerboot.js";
 import { DESTAGE_WORDS } from "./destager.js";
 
 /** Entries claimed and written back at a time (the longest another thread may wait for them). */
-const RUN = 16;
+const RUN = 64;
 
 async function run(start: CoreWorkerStart, post: (message: unknown) => void): Promise<void> {
   const core = await instantiateCore(start.memory);

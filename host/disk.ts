@@ -3,7 +3,7 @@
 import { DioError } from "./errors.js";
 import { validateLimits, type QueueLimits } from "./limits.js";
 import {
-  CTRL, FEATURE_FUA, FEATURE_WRITE_CACHE, LAYOUT_BASE, BVEC_CAPACITY, PIECE_CAPACITY,
+  CTRL, FEATURE_CACHE_BYPASS, FEATURE_FUA, FEATURE_WRITE_CACHE, LAYOUT_BASE, BVEC_CAPACITY, PIECE_CAPACITY,
   BATCH_CAPACITY, DIO_IOV_CAPACITY, DIO_BIO_CAPACITY, DIO_BVEC_CAPACITY, planRegions, type RegionPlan,
 } from "./layout.js";
 import { instantiateCore, type CoreExports } from "./core.js";
@@ -32,7 +32,8 @@ export interface DiskOptions {
   executor?: "worker" | "inline";
   seed?: number;
   /** Capacity of the volatile write cache in bytes (rounded down to a power of two of 4 KiB
-   *  lines); when it is full the oldest cached data is destaged. Default min(32 MiB, size). */
+   *  lines); when it is full the oldest cached data is destaged (a large write may go past it
+   *  instead: cacheBypass). Default min(32 MiB, size). */
   cacheBytes?: number;
   /** Size of the IO-buffer arena that alloc() hands out. Default 16 MiB. */
   arenaBytes?: number;
@@ -54,14 +55,27 @@ export interface DiskOptions {
   /**
    * Who writes the volatile cache back to the media once it fills:
    * - "background" (default with the worker executor and a cache of 8 MiB or more): a Worker
-   *   thread, started when first needed, writes back the older entries the device releases when
-   *   the cache is three quarters full, off the thread that submits IO. What is released, and
+   *   thread, started when first needed, writes back the older entries the device releases once
+   *   the unreleased part passes nine sixteenths of the cache (all but the newest half are
+   *   released), off the thread that submits IO. What is released, and
    *   what reaches the media, is decided by the device alone, so results, traces and power cuts
    *   do not depend on the thread's timing. Needs shared memory.
    * - "inline" (default otherwise): the thread that submits IO writes back the oldest entry when
    *   an append finds the cache full.
    */
   destage?: "background" | "inline";
+  /**
+   * Whether a large write may go past a full cache straight to the media (default true; only
+   * with a write cache). A write request of 64 KiB or more that arrives when the cache's writes at
+   * risk fill their bound (all of the cache with inline destaging, half of it with background
+   * destaging) goes to the media as a FUA write would, dropping older cached versions of its
+   * sectors, instead of pushing older writes out: it is durable at once, which the durability
+   * contract allows (a power cut may keep any version later than the durable one), and its bytes
+   * are copied once, not twice. So a long stream of large writes keeps its oldest unflushed data at
+   * risk rather than its newest. false keeps every write in the cache (what reaches the media when
+   * it fills is then always the oldest), for crash tests that want the newest writes at risk.
+   */
+  cacheBypass?: boolean;
 }
 
 /** Counters since the disk was created (API.md). */
@@ -70,6 +84,8 @@ export interface DiskStats {
   splits: number;
   flushes: number;
   fuaWrites: number;
+  /** Write requests that went past a full cache straight to the media (DiskOptions.cacheBypass). */
+  bypassWrites: number;
   bytesRead: number;
   bytesWritten: number;
   /** Bytes held in the volatile cache and not yet durable; every cached version of a sector
@@ -130,6 +146,7 @@ export class Disk {
   private readonly tracer: Tracer;
   private readonly prng: Prng;
   private readonly statView: BigUint64Array;
+  private readonly bypassView: BigUint64Array;
   private closed = false;
   private crashes = 0;
   /** @internal The filesystem mounted on this disk, if any (one at a time). */
@@ -156,6 +173,7 @@ export class Disk {
       { bvecBase: init.plan.bvecBase, bvecCapacity: BVEC_CAPACITY, pieceBase: init.plan.pieceBase },
       init.size / SECTOR_BYTES);
     this.statView = new BigUint64Array(init.memory.buffer, LAYOUT_BASE + CTRL.STAT_BIOS, 8);
+    this.bypassView = new BigUint64Array(init.memory.buffer, LAYOUT_BASE + CTRL.STAT_BYPASS_WRITES, 1);
     // ZERO_PAGE: what sub-block zeroing writes from, just below the arena (inside the bounds the
     // block layer and the core accept for bio segments, outside what alloc() hands out).
     this.zeroPage = new Uint8Array(init.memory.buffer, init.plan.zeroPageBase, 4096);
@@ -186,6 +204,9 @@ export class Disk {
     }
     if (opts.destage !== undefined && opts.destage !== "background" && opts.destage !== "inline") {
       throw invalid(CREATE, `destage ${String(opts.destage)} must be "background" or "inline"`);
+    }
+    if (opts.cacheBypass !== undefined && typeof opts.cacheBypass !== "boolean") {
+      throw invalid(CREATE, `cacheBypass ${String(opts.cacheBypass)} must be a boolean`);
     }
     const seed = opts.seed ?? 1;
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw invalid(CREATE, `seed ${String(seed)} must be an integer in 0..4294967295`);
@@ -232,7 +253,7 @@ export class Disk {
       throw new DioError("ENOMEM", CREATE, `cannot reserve ${plan.pages * 64} KiB of memory for the disk (${(error as Error).message})`);
     }
     const core = await instantiateCore(memory);
-    writeControlBlock(memory, plan, size, limits);
+    writeControlBlock(memory, plan, size, limits, opts.cacheBypass ?? true);
     const status = core.core_init();
     if (status !== 0) throw new Error(`dioemu: the core refused the control block (${status})`);
     const executor = opts.executor ?? (shared ? "worker" : "inline");
@@ -372,7 +393,7 @@ export class Disk {
     const at = (field: number): number => Number(Atomics.load(this.statView, (field - CTRL.STAT_BIOS) / 8));
     return {
       bios: at(CTRL.STAT_BIOS), splits: at(CTRL.STAT_SPLITS), flushes: at(CTRL.STAT_FLUSHES),
-      fuaWrites: at(CTRL.STAT_FUA_WRITES), bytesRead: at(CTRL.STAT_BYTES_READ),
+      fuaWrites: at(CTRL.STAT_FUA_WRITES), bypassWrites: Number(Atomics.load(this.bypassView, 0)), bytesRead: at(CTRL.STAT_BYTES_READ),
       bytesWritten: at(CTRL.STAT_BYTES_WRITTEN), dirtyBytes: at(CTRL.STAT_DIRTY_BYTES),
     };
   }
@@ -431,7 +452,7 @@ export class Disk {
   }
 }
 
-function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: number, limits: QueueLimits): void {
+function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: number, limits: QueueLimits, cacheBypass: boolean): void {
   const ctrl = new DataView(memory.buffer, LAYOUT_BASE);
   const put = (field: number, value: number): void => ctrl.setUint32(field, value >>> 0, true);
   put(CTRL.IMAGE_BASE, plan.imageBase);
@@ -445,7 +466,8 @@ function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: n
   put(CTRL.SEG_BOUNDARY_MASK, limits.segBoundaryMask);
   put(CTRL.VIRT_BOUNDARY_MASK, limits.virtBoundaryMask);
   put(CTRL.CHUNK_SECTORS, limits.chunkSectors);
-  put(CTRL.FEATURES, (limits.writeCache ? FEATURE_WRITE_CACHE : 0) | (limits.fua ? FEATURE_FUA : 0));
+  put(CTRL.FEATURES, (limits.writeCache ? FEATURE_WRITE_CACHE : 0) | (limits.fua ? FEATURE_FUA : 0) |
+    (limits.writeCache && cacheBypass ? FEATURE_CACHE_BYPASS : 0));
   put(CTRL.BVEC_BASE, plan.bvecBase);
   put(CTRL.BVEC_CAPACITY, BVEC_CAPACITY);
   put(CTRL.PIECE_BASE, plan.pieceBase);

@@ -36,7 +36,7 @@ function fnv(bytes: Uint8Array): string {
   return (h >>> 0).toString(16);
 }
 
-interface AfterCut { image: string; dirty: number; written: number; threadRan: boolean }
+interface AfterCut { image: string; dirty: number; written: number; bypassed: number; threadRan: boolean }
 
 /** Cuts the power, then reads what the media and counters say (the first `bytes` of the image),
  *  and closes the disk. */
@@ -45,7 +45,7 @@ async function cutAndLook(disk: Disk, bytes: number, threadRan: boolean): Promis
   const stats = disk.stats();
   const image = await disk.readSectors(0, bytes / 512);
   await disk.close();
-  return { image: fnv(image), dirty: stats.dirtyBytes, written: stats.bytesWritten, threadRan };
+  return { image: fnv(image), dirty: stats.dirtyBytes, written: stats.bytesWritten, bypassed: stats.bypassWrites, threadRan };
 }
 
 /**
@@ -102,13 +102,14 @@ test("destage: a power cut leaves the same media and counters whether the thread
 
 /**
  * As run(), with writes of 4 KiB to 1 MiB (a long run of whole lines is copied into the log
- * outside the device lock, while the thread may claim and retire entries): 48 MiB into an 8 MiB
- * cache over a 12 MiB region, then a power cut.
+ * outside the device lock, while the thread may claim and retire entries; with `cacheBypass`,
+ * requests of 64 KiB or more that find the cache full go past it): 48 MiB into an 8 MiB cache
+ * over a 12 MiB region, then a power cut.
  */
-async function runLarge(seed: number, threads: boolean): Promise<AfterCut> {
+async function runLarge(seed: number, threads: boolean, cacheBypass: boolean): Promise<AfterCut> {
   Destager.threads = threads;
   try {
-    const disk = await Disk.create({ size: 16 * MIB, cacheBytes: 8 * MIB, arenaBytes: 16 * MIB, seed, destage: "background", latency: { writeMin: 1, writeMax: 3 } });
+    const disk = await Disk.create({ size: 16 * MIB, cacheBytes: 8 * MIB, arenaBytes: 16 * MIB, seed, destage: "background", cacheBypass, latency: { writeMin: 1, writeMax: 3 } });
     const dev = await disk.openBlockDevice(O_RDWR | O_DIRECT);
     const buf = disk.alloc(MIB);
     const back = disk.alloc(MIB);
@@ -142,12 +143,17 @@ async function runLarge(seed: number, threads: boolean): Promise<AfterCut> {
   }
 }
 
-test("destage: with writes up to 1 MiB (copied into the log outside the lock), a power cut leaves the same media and counters with and without the thread (seeded)", async () => {
-  for (const seed of [11, 12]) {
-    const withThread = await runLarge(seed, true);
-    const without = await runLarge(seed, false);
-    assert.ok(withThread.threadRan, `seed ${seed}: the destager thread ran`);
-    assert.equal(withThread, { ...without, threadRan: true }, `seed ${seed}: replay with the same seed`);
+test("destage: with writes up to 1 MiB (copied into the log outside the lock, or past a full cache), a power cut leaves the same media and counters with and without the thread (seeded)", async () => {
+  for (const cacheBypass of [false, true]) {
+    for (const seed of [11, 12]) {
+      const withThread = await runLarge(seed, true, cacheBypass);
+      const without = await runLarge(seed, false, cacheBypass);
+      assert.ok(withThread.threadRan, `seed ${seed}: the destager thread ran`);
+      assert.equal(withThread, { ...without, threadRan: true }, `seed ${seed}, cacheBypass ${cacheBypass}: replay with the same seed`);
+      // The mix goes past the cache only when allowed to, and then does.
+      if (cacheBypass) assert.ok(withThread.bypassed > 0, `seed ${seed}: some requests went past the full cache`);
+      else assert.is(withThread.bypassed, 0, `seed ${seed}: no request went past the cache`);
+    }
   }
 });
 
@@ -155,7 +161,8 @@ test("destage: unaligned writes of about 1 MiB into a full log while the thread 
   // Bios of 255 sectors (the default max_sectors): a partial line, a run of about 31 whole lines
   // (copied into the log without the lock, while the thread may claim), a partial line; and runs
   // cut where the log wraps. (Found by a review: the request's later pieces took claimed entries.)
-  const disk = await Disk.create({ size: 32 * MIB, cacheBytes: 8 * MIB, arenaBytes: 32 * MIB, seed: 5, destage: "background", latency: { writeMin: 1, writeMax: 1 } });
+  // Every request goes into the log (none past the cache), as the case needs.
+  const disk = await Disk.create({ size: 32 * MIB, cacheBytes: 8 * MIB, arenaBytes: 32 * MIB, seed: 5, destage: "background", cacheBypass: false, latency: { writeMin: 1, writeMax: 1 } });
   const dev = await disk.openBlockDevice(O_RDWR | O_DIRECT);
   const slots = (8 * MIB) / 4096;
   const u32 = new Uint32Array(disk.memory.buffer);
@@ -278,7 +285,8 @@ test("destage: a claim left by a thread that died is given up: a power cut, flus
   const image = async (killed: boolean): Promise<string> => {
     Destager.threads = killed;
     try {
-      const disk = await Disk.create({ size: 32 * MIB, cacheBytes: 8 * MIB, arenaBytes: 16 * MIB, seed: 3, destage: "background" });
+      // Every write goes into the cache (none past it), so that the 7 MiB fill it and start the thread.
+      const disk = await Disk.create({ size: 32 * MIB, cacheBytes: 8 * MIB, arenaBytes: 16 * MIB, seed: 3, destage: "background", cacheBypass: false });
       const dev = await disk.openBlockDevice(O_RDWR | O_DIRECT);
       const buf = disk.alloc(MIB);
       for (let i = 0; i < 7; i++) {

@@ -6,6 +6,7 @@ import * as assert from "uvu/assert";
 import { Disk, formatBlkparse, type QueueLimits, type TraceRecord } from "../host/index.js";
 import { DurabilityModel, INITIAL } from "./model/durability-model.js";
 import { Rng as BaseRng } from "./util/random.js";
+import { rejectsDioError } from "./util/errors.js";
 
 const SECTOR_BYTES = 512;
 const WORDS_PER_SECTOR = SECTOR_BYTES / 4;
@@ -237,14 +238,19 @@ test("oracle: reads see the newest completed write, or writes still in flight", 
 // ---- the crash property ------------------------------------------------------------------------
 
 /** Every seed runs once on each kind of device. */
-const VARIANTS = ["cache", "no-cache", "no-fua", "small-cache"] as const;
+const VARIANTS = ["cache", "no-cache", "no-fua", "small-cache", "bypass"] as const;
 type Variant = (typeof VARIANTS)[number];
 const VARIANT_LABEL: Record<Variant, string> = {
   "cache": "64 KiB write cache with FUA",
   "no-cache": "no write cache",
   "no-fua": "64 KiB write cache without FUA (FUA = write + flush)",
   "small-cache": "16 KiB write cache that fills and destages",
+  "bypass": "64 KiB write cache, with writes of up to 128 KiB that go past it when it is full",
 };
+/** The variants' PRNG streams: the first four as they always were (seed * 4 + index). */
+function variantSalt(seed: number, variant: Variant): number {
+  return variant === "bypass" ? (seed * 4 + 0x20000001) >>> 0 : seed * 4 + VARIANTS.indexOf(variant);
+}
 
 function seedsToRun(): { seeds: number[]; label: string } {
   const one = process.env.SEED;
@@ -313,9 +319,12 @@ function piecesFromTrace(records: readonly TraceRecord[], writes: readonly Submi
   return pieces;
 }
 
+/** Write requests that went past a full cache, over the seeds run so far. */
+let bypassedRequests = 0;
+
 /** Runs one seed; returns undefined when every rule held, else a report that replays it. */
 async function runSeed(seed: number, variant: Variant): Promise<string | undefined> {
-  const rng = new Rng(seed * VARIANTS.length + VARIANTS.indexOf(variant));
+  const rng = new Rng(variantSalt(seed, variant));
   const logicalBlockSize = rng.pick([512, 512, 1024, 2048, 4096] as const);
   const blockSectors = logicalBlockSize / SECTOR_BYTES;
   const limits: Partial<QueueLimits> = {};
@@ -323,6 +332,12 @@ async function runSeed(seed: number, variant: Variant): Promise<string | undefin
   if (rng.chance(0.4)) limits.maxSegments = rng.int(1, 3);
   if (rng.chance(0.3)) limits.chunkSectors = rng.pick([8, 16, 32]);
   if (rng.chance(0.15)) limits.virtBoundaryMask = 4095;
+  // Large writes stay large requests (64 KiB or more may go past the cache).
+  const large = variant === "bypass";
+  if (large) {
+    delete limits.maxSectors;
+    delete limits.chunkSectors;
+  }
   const torn = rng.chance(0.5);
   // Writes in flight together may overlap in some seeds; elsewhere they stay disjoint, so that
   // every request in flight at the power cut can be told apart in the trace.
@@ -443,6 +458,14 @@ async function runSeed(seed: number, variant: Variant): Promise<string | undefin
   };
   const pickRange = (forWrite: boolean): [number, number] | undefined => {
     for (let attempt = 0; attempt < 8; attempt++) {
+      if (large && forWrite && rng.chance(0.4)) {
+        // 64 to 128 KiB anywhere on the disk, over whatever is cached.
+        const blocks = rng.int(128 / blockSectors, 256 / blockSectors);
+        const sector = rng.int(0, totalBlocks - blocks) * blockSectors;
+        const sectors = blocks * blockSectors;
+        if (overlap || !overlapsWriteInFlight(sector, sectors)) return [sector, sectors];
+        continue;
+      }
       const blocks = rng.int(1, maxBlocks);
       const span = rng.chance(0.5) ? hotBlocks : totalBlocks;
       const sector = rng.int(0, span - blocks) * blockSectors;
@@ -544,6 +567,7 @@ async function runSeed(seed: number, variant: Variant): Promise<string | undefin
   } catch (error) {
     problems.push(`exception: ${(error as Error).stack ?? String(error)}`);
   }
+  bypassedRequests += disk.stats().bypassWrites;
   await disk.close();
   if (problems.length === 0) return undefined;
   return [
@@ -566,6 +590,7 @@ for (const variant of VARIANTS) {
   test(`power cuts keep what the rules keep: ${VARIANT_LABEL[variant]} (${seeds.length} seeds)`, async () => {
     const failed: number[] = [];
     let firstReport = "";
+    bypassedRequests = 0;
     for (const seed of seeds) {
       const report = await runSeed(seed, variant);
       if (report === undefined) continue;
@@ -575,6 +600,9 @@ for (const variant of VARIANTS) {
     if (failed.length > 0) {
       assert.unreachable(`${failed.length} of ${seeds.length} seeds failed (${failed.slice(0, 20).join(", ")}${failed.length > 20 ? ", ..." : ""}); the first:\n${firstReport}`);
     }
+    // Only large writes go past the cache, and in the variant that makes them, some do.
+    if (variant === "bypass") assert.ok(bypassedRequests >= seeds.length / 4, `${bypassedRequests} requests went past the cache over ${seeds.length} seeds`);
+    else assert.is(bypassedRequests, 0, "no small write goes past the cache");
   });
 }
 
@@ -776,7 +804,7 @@ test("flushes submitted while a flush is in flight are all served by one next de
 
 test("stats(): bios, splits, flushes, fuaWrites, bytes and dirtyBytes move with the IO", async () => {
   const disk = await newDisk(7, { limits: { maxSectors: 8 } });
-  assert.equal(disk.stats(), { bios: 0, splits: 0, flushes: 0, fuaWrites: 0, bytesRead: 0, bytesWritten: 0, dirtyBytes: 0 });
+  assert.equal(disk.stats(), { bios: 0, splits: 0, flushes: 0, fuaWrites: 0, bypassWrites: 0, bytesRead: 0, bytesWritten: 0, dirtyBytes: 0 });
 
   assert.is(await writeStamped(disk, 1, 0, 8), 0);
   let s = disk.stats();
@@ -827,6 +855,92 @@ test("stats(): bios, splits, flushes, fuaWrites, bytes and dirtyBytes move with 
   assert.is(bare.stats().bios, 2);
   assert.is(bare.stats().flushes, 0, "a flush without a cache is no device flush");
   await bare.close();
+});
+
+// ---- large writes past a full cache (DiskOptions.cacheBypass) ----------------------------------
+
+/** Sectors [sector, sector+sectors) as versions, after a power cut of a fresh run of `build`. */
+async function versionsAfterCut(seed: number, build: (disk: Disk) => Promise<void>, opts: Partial<Parameters<typeof Disk.create>[0]>, sector: number, sectors: number): Promise<(number | undefined)[]> {
+  const disk = await newDisk(seed, opts);
+  await build(disk);
+  await disk.crash({ torn: seed % 2 === 0 });
+  const versions = await versionsOf(disk, sector, sectors);
+  await disk.close();
+  return versions;
+}
+
+test("cache bypass: a write of 64 KiB or more that finds the cache full goes to the media; smaller ones, and all with cacheBypass false, go to the cache", async () => {
+  await rejectsDioError(Disk.create({ size: DISK_BYTES, cacheBypass: "yes" as never }), "EINVAL", "cacheBypass yes must be a boolean");
+  // A 64 KiB cache (16 lines), written back inline: the writes at risk may fill all of it.
+  const build = async (disk: Disk): Promise<void> => {
+    assert.is(await writeStamped(disk, 1, 0, 128), 0, "w1: 64 KiB into the empty cache");
+    assert.is(await writeStamped(disk, 2, 256, 128), 0, "w2: 64 KiB, the cache full");
+    assert.is(await writeStamped(disk, 3, 200, 8), 0, "w3: 4 KiB, the cache full");
+  };
+  const disk = await newDisk(1);
+  await build(disk);
+  const s = disk.stats();
+  assert.is(s.bypassWrites, 1, "w2 went past the cache");
+  assert.is(s.fuaWrites, 0, "going past the cache is not a FUA write");
+  assert.is(s.dirtyBytes, 64 << 10, "w1 (less its first line, written back for w3) and w3 are in the cache");
+  assert.equal(await versionsOf(disk, 256, 128), Array(128).fill(2), "reads see w2");
+  await disk.close();
+
+  const lost = { w1: 0, w2: 0, w3: 0, w2WithoutBypass: 0 };
+  for (let seed = 1; seed <= 16; seed++) {
+    const w1 = await versionsAfterCut(seed, build, {}, 8, 120); // w1's lines still cached
+    const w2 = await versionsAfterCut(seed, build, {}, 256, 128);
+    const w3 = await versionsAfterCut(seed, build, {}, 200, 8);
+    assert.ok(w1.every((v) => v === 1 || v === INITIAL), `seed ${seed}: w1's sectors hold w1 or the initial data`);
+    assert.ok(w3.every((v) => v === 3 || v === INITIAL), `seed ${seed}: w3's sectors hold w3 or the initial data`);
+    assert.equal(w2, Array(128).fill(2), `seed ${seed}: w2 went to the media, so it survives`);
+    if (w1.includes(INITIAL)) lost.w1++;
+    if (w3.includes(INITIAL)) lost.w3++;
+    const kept = await versionsAfterCut(seed, build, { cacheBypass: false }, 256, 128);
+    if (kept.includes(INITIAL)) lost.w2WithoutBypass++;
+  }
+  assert.ok(lost.w1 > 0 && lost.w3 > 0, `the cached writes are still at risk (lost in ${lost.w1} and ${lost.w3} of 16 cuts)`);
+  assert.ok(lost.w2WithoutBypass > 0, "with cacheBypass false, w2 is cached and may be lost");
+
+  const kept = await newDisk(1, { cacheBypass: false });
+  await build(kept);
+  assert.is(kept.stats().bypassWrites, 0);
+  await kept.close();
+});
+
+test("cache bypass: the write replaces the cached versions of its sectors; reads, a flush and a power cut never bring an older one back", async () => {
+  for (let seed = 1; seed <= 8; seed++) {
+    const disk = await newDisk(seed);
+    assert.is(await writeStamped(disk, 1, 8, 8), 0, "w1: one line, cached");
+    assert.is(await writeStamped(disk, 2, 12, 2), 0, "w2: a newer version of part of it, cached");
+    assert.is(await writeStamped(disk, 3, 256, 112), 0, "w3: 14 lines: the cache is full");
+    assert.is(await writeStamped(disk, 4, 0, 136), 0, "w4: 17 lines over w1 and w2");
+    assert.is(disk.stats().bypassWrites, 1, `seed ${seed}: w4 went past the cache`);
+    const w4 = Array(136).fill(4);
+    assert.equal(await versionsOf(disk, 0, 136), w4, `seed ${seed}: reads see w4`);
+    if (seed % 2 === 0) {
+      assert.is(await disk.queue.submitBioWait({ op: "flush", sector: 0, segments: [] }), 0);
+      assert.equal(await versionsOf(disk, 0, 136), w4, `seed ${seed}: after a flush, reads see w4`);
+    }
+    await disk.crash({ torn: seed % 4 === 1 });
+    assert.equal(await versionsOf(disk, 0, 136), w4, `seed ${seed}: after a power cut, w4 is there`);
+    await disk.close();
+  }
+});
+
+test("cache bypass: the bound is the whole cache written back inline, half of it with a destager thread", async () => {
+  // 8 MiB cache, 2048 lines; 64 KiB writes (16 lines each) to fresh places.
+  for (const [destage, cached] of [["inline", 128], ["background", 64]] as const) {
+    const disk = await Disk.create({ size: 16 << 20, cacheBytes: 8 << 20, arenaBytes: ARENA_BYTES, destage });
+    for (let i = 0; i < cached; i++) assert.is(await writeStamped(disk, i + 1, i * 128, 128), 0);
+    assert.is(disk.stats().bypassWrites, 0, `${destage}: ${cached} writes of 64 KiB fit among the writes at risk`);
+    assert.is(await writeStamped(disk, cached + 1, cached * 128, 128), 0);
+    assert.is(disk.stats().bypassWrites, 1, `${destage}: the next one goes past the cache`);
+    // A smaller write still goes in, pushing the oldest out (released, or written back).
+    assert.is(await writeStamped(disk, cached + 2, (cached + 1) * 128, 120), 0);
+    assert.is(disk.stats().bypassWrites, 1, `${destage}: a 60 KiB write goes into the cache`);
+    await disk.close();
+  }
 });
 
 // ---- when the device moves: completions "drain" and "turn" -------------------------------------
