@@ -449,21 +449,24 @@ export function destageClaimed(budget: u32): u32 {
 //
 // Appending a write to a cache whose entries at risk (those a power cut may still lose) fill their
 // bound pushes older ones out: destaged to make room (inline), or released to the destager. Either
-// way their bytes are copied twice, into the log and then to the media. A large request that finds
-// the cache so goes to the media instead, as a FUA write does (older cached versions of its sectors
-// are dropped): copied once, durable at once, which the durability contract allows, and the older
-// writes at risk stay at risk. The decision reads only the log's positions as this thread's steps
-// left them (the tail moves past the target only by flushes and power cuts, which are ordered with
-// the steps), never how far the destager thread got, so it is the same on every run.
+// way their bytes are copied twice, into the log and then to the media. A large request that would
+// not fit beside the entries at risk goes to the media instead, as a FUA write does (older cached
+// versions of its sectors are dropped): copied once, durable at once, which the durability
+// contract allows, and the older writes at risk stay at risk. With a destager thread the bound is
+// half the log, the level releases bring the entries at risk down to: once that much is at risk,
+// large requests go past the cache and only smaller ones push entries out (a stream of large
+// writes leaves the thread idle). The decision reads only the log's positions as this thread's
+// steps left them (the thread never takes the tail past the target, and the tail passes the
+// target only by flushes and power cuts, which are ordered with the steps), never how far the
+// destager thread got, so it is the same on every run.
 
-/** A request of this many lines (64 KiB) or more may go past a full cache. */
-const BYPASS_MIN_LINES: u32 = 16;
+/** A request of this many sectors (64 KiB) or more may go past the cache. */
+const BYPASS_MIN_SECTORS: u32 = 128;
 
-/** Whether a write request of `lines` lines goes past the cache to the media (under the lock). */
-function bypassCache(lines: u32): bool {
-  if (lines < BYPASS_MIN_LINES || (features & FEATURE_CACHE_BYPASS) == 0) return false;
-  // The bound of the entries at risk: what releaseForDestage() keeps, or the whole log without a
-  // destager thread.
+/** Whether a write request of `sectors` sectors over `lines` lines goes past the cache to the
+ *  media (under the lock). */
+function bypassCache(sectors: u32, lines: u32): bool {
+  if (sectors < BYPASS_MIN_SECTORS || (features & FEATURE_CACHE_BYPASS) == 0) return false;
   const bound = load<u32>(ctrlAddr(CTRL_DESTAGE_ENABLED)) != 0 ? cacheSlots >> 1 : cacheSlots;
   return unreleased() + lines > bound;
 }
@@ -479,7 +482,7 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
   iterStart(index, done);
   lockDevice();
   const lines = (sector + sectors - 1) / SECTORS_PER_LINE - sector / SECTORS_PER_LINE + 1;
-  const bypass = hasCache() && !fua && bypassCache(lines);
+  const bypass = hasCache() && !fua && bypassCache(sectors, lines);
   if (!hasCache() || fua || bypass) {
     if (hasCache()) {
       // The media is written over cached lines: not while the thread copies some of them.

@@ -936,7 +936,7 @@ test("cache bypass: the bound is the whole cache written back inline, half of it
     assert.is(disk.stats().bypassWrites, 0, `${destage}: ${cached} writes of 64 KiB fit among the writes at risk`);
     assert.is(await writeStamped(disk, cached + 1, cached * 128, 128), 0);
     assert.is(disk.stats().bypassWrites, 1, `${destage}: the next one goes past the cache`);
-    // A smaller write still goes in, pushing the oldest out (released, or written back).
+    // A smaller write still goes into the cache.
     assert.is(await writeStamped(disk, cached + 2, (cached + 1) * 128, 120), 0);
     assert.is(disk.stats().bypassWrites, 1, `${destage}: a 60 KiB write goes into the cache`);
     await disk.close();
