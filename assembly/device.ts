@@ -11,8 +11,8 @@ import {
   SECTOR_BYTES, SECTOR_SHIFT, SECTORS_PER_LINE,
 } from "./layout";
 import {
-  cacheDataBase, cacheHeaderBase, cacheIndexBase, cacheIndexSlots, cacheSlots, ctrlAddr, features,
-  imageBase, sectorCount,
+  cacheDataBase, cacheHeaderBase, cacheIndexBase, cacheIndexSlots, cacheLineMap, cacheSlots, ctrlAddr,
+  features, imageBase, lineMapBytes, sectorCount,
 } from "./state";
 import { bvecRangeValid, iterCopyIn, iterCopyOut, iterFault, iterSkip, iterStart } from "./iter";
 
@@ -85,6 +85,22 @@ const FULL_LINE_MASK: u32 = <u32>((<u64>1 << SECTORS_PER_LINE) - 1);
   return <usize>(cacheIndexBase + slot * INDEX_SIZE);
 }
 
+// The line map mirrors which lines the index holds, a bit each, so that a request over lines the
+// cache does not hold (most of a large write's or read's) skips the probes.
+
+@inline function lineMapWord(line: u32): usize {
+  return <usize>cacheLineMap + ((<usize>line >> 5) << 2);
+}
+@inline function lineIndexed(line: u32): bool {
+  return (load<u32>(lineMapWord(line)) & (1 << (line & 31))) != 0;
+}
+@inline function lineMapSet(line: u32): void {
+  store<u32>(lineMapWord(line), load<u32>(lineMapWord(line)) | (1 << (line & 31)));
+}
+@inline function lineMapClear(line: u32): void {
+  store<u32>(lineMapWord(line), load<u32>(lineMapWord(line)) & ~(1 << (line & 31)));
+}
+
 /** The slot holding `line`, or the empty slot where it would go. */
 function indexProbe(line: u32): u32 {
   let slot = indexHome(line);
@@ -106,6 +122,7 @@ function indexGet(line: u32): u32 {
 }
 
 function indexDelete(slot: u32): void {
+  lineMapClear(load<u32>(indexSlotAddr(slot) + INDEX_LINE));
   let hole = slot;
   let next = slot;
   for (let moved: u32 = 0; moved < cacheIndexSlots; moved++) {
@@ -125,6 +142,7 @@ function indexDelete(slot: u32): void {
 
 function indexClear(): void {
   memory.fill(<usize>cacheIndexBase, 0xff, <usize>cacheIndexSlots * INDEX_SIZE);
+  memory.fill(<usize>cacheLineMap, 0, lineMapBytes());
 }
 
 // ---- destaging --------------------------------------------------------------------------------
@@ -259,6 +277,7 @@ function appendLines(first: u32, lines: u32, writeId: u32): void {
   const slot = indexProbe(line);
   const older = load<u32>(indexSlotAddr(slot) + INDEX_LINE) == line
     ? load<u32>(indexSlotAddr(slot) + INDEX_POS) : INDEX_EMPTY;
+  if (older == INDEX_EMPTY) lineMapSet(line);
   store<u32>(header + ENTRY_LINE, line);
   store<u32>(header + ENTRY_WRITE_ID, writeId);
   store<u32>(header + ENTRY_PREV, older);
@@ -269,6 +288,7 @@ function appendLines(first: u32, lines: u32, writeId: u32): void {
 
 /** Clears the sectors of `mask` from every cached version of `line` (a newer durable copy wins). */
 function forgetCachedSectors(line: u32, mask: u32): void {
+  if (!lineIndexed(line)) return;
   let pos = indexGet(line);
   while (pos != INDEX_EMPTY && entryLive(pos)) {
     const header = entryAddr(pos);
@@ -551,7 +571,7 @@ export function deviceRead(sector: u32, sectors: u32, index: u32, done: u32): i3
       const inLine = s % SECTORS_PER_LINE;
       let count = SECTORS_PER_LINE - inLine;
       if (count > end - s) count = end - s;
-      const newest = indexGet(line);
+      const newest = lineIndexed(line) ? indexGet(line) : INDEX_EMPTY;
       const wanted = ((1 << count) - 1) << inLine;
       if (newest == INDEX_EMPTY) {
         iterCopyIn(sectorAddr(s), count << SECTOR_SHIFT);

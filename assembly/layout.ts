@@ -91,6 +91,7 @@ export const CTRL_DESTAGE_SLEEPING: u32 = 284;  // 1 while the destager thread s
 export const CTRL_DESTAGE_CLAIM: u32 = 288;     // log entries [tail, claim) are being written back
 // More statistics (u64), after the first eight.
 export const CTRL_STAT_BYPASS_WRITES: u32 = 296; // write requests that went past a full cache to the media
+export const CTRL_CACHE_LINE_MAP: u32 = 304;   // a bit per line of the image: set while it is indexed
 
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
@@ -313,7 +314,8 @@ export function layoutValue(index: i32): u32 {
     case 124: return CTRL_DESTAGE_CLAIM;
     case 125: return CTRL_STAT_BYPASS_WRITES;
     case 126: return FEATURE_CACHE_BYPASS;
+    case 127: return CTRL_CACHE_LINE_MAP;
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 127;
+export const LAYOUT_FIELD_COUNT: i32 = 128;

@@ -7,7 +7,7 @@ import {
   CTRL_CHUNK_SECTORS, CTRL_FEATURES, CTRL_BVEC_BASE, CTRL_BVEC_CAPACITY, CTRL_PIECE_BASE,
   CTRL_PIECE_CAPACITY, CTRL_CACHE_HEADER_BASE, CTRL_CACHE_DATA_BASE, CTRL_CACHE_SLOTS,
   CTRL_CACHE_INDEX_BASE, CTRL_CACHE_INDEX_SLOTS, CTRL_ARENA_BASE, CTRL_ARENA_BYTES,
-  CTRL_BATCH_BASE, CTRL_BATCH_CAPACITY, CTRL_BYTES, SECTOR_SHIFT, EINVAL,
+  CTRL_BATCH_BASE, CTRL_BATCH_CAPACITY, CTRL_BYTES, CTRL_CACHE_LINE_MAP, SECTOR_SHIFT, EINVAL,
 } from "./layout";
 
 export let imageBase: u32 = 0;
@@ -31,10 +31,17 @@ export let cacheDataBase: u32 = 0;
 export let cacheSlots: u32 = 0;
 export let cacheIndexBase: u32 = 0;
 export let cacheIndexSlots: u32 = 0;
+/** A bit per 4 KiB line of the image, set while the cache index holds the line. */
+export let cacheLineMap: u32 = 0;
 export let arenaBase: u32 = 0;
 export let arenaEnd: u32 = 0;
 export let batchBase: u32 = 0;
 export let batchCapacity: u32 = 0;
+
+/** The line map's size: a bit per 4 KiB line of the image, in whole 32-bit words. */
+export function lineMapBytes(): u32 {
+  return ((imageBytes + 4095) / 4096 + 31) / 32 * 4;
+}
 
 @inline export function ctrlAddr(field: u32): usize {
   return <usize>(LAYOUT_BASE + field);
@@ -82,6 +89,7 @@ export function attach(): i32 {
   cacheSlots = ctrlLoad(CTRL_CACHE_SLOTS);
   cacheIndexBase = ctrlLoad(CTRL_CACHE_INDEX_BASE);
   cacheIndexSlots = ctrlLoad(CTRL_CACHE_INDEX_SLOTS);
+  cacheLineMap = ctrlLoad(CTRL_CACHE_LINE_MAP);
   arenaBase = ctrlLoad(CTRL_ARENA_BASE);
   arenaEnd = arenaBase + ctrlLoad(CTRL_ARENA_BYTES);
   batchBase = ctrlLoad(CTRL_BATCH_BASE);
@@ -103,6 +111,7 @@ export function attach(): i32 {
     if (!regionFits(cacheHeaderBase, <u64>cacheSlots * 16)) return -EINVAL;
     if (!regionFits(cacheDataBase, <u64>cacheSlots << 12)) return -EINVAL;
     if (!regionFits(cacheIndexBase, <u64>cacheIndexSlots * 8)) return -EINVAL;
+    if (!regionFits(cacheLineMap, <u64>lineMapBytes())) return -EINVAL;
   }
   return 0;
 }

@@ -479,6 +479,7 @@ function writeControlBlock(memory: WebAssembly.Memory, plan: RegionPlan, size: n
   put(CTRL.CACHE_SLOTS, plan.cacheSlots);
   put(CTRL.CACHE_INDEX_BASE, plan.cacheIndexBase);
   put(CTRL.CACHE_INDEX_SLOTS, plan.cacheIndexSlots);
+  put(CTRL.CACHE_LINE_MAP, plan.cacheLineMap);
   put(CTRL.ARENA_BASE, plan.zeroPageBase);
   put(CTRL.ARENA_BYTES, plan.arenaBytes + 4096);
   put(CTRL.ZERO_PAGE, plan.zeroPageBase);

@@ -23,7 +23,7 @@ export const CTRL = {
   DIO_IOV_BASE: 240, DIO_IOV_CAPACITY: 244, DIO_BIO_BASE: 248, DIO_BIO_CAPACITY: 252,
   DIO_BVEC_BASE: 256, DIO_BVEC_CAPACITY: 260, ZERO_PAGE: 264, DESTAGE_TARGET: 268, DESTAGE_ENABLED: 272,
   DESTAGE_BELL: 276, DESTAGE_STOP: 280, DESTAGE_SLEEPING: 284, DESTAGE_CLAIM: 288,
-  STAT_BYPASS_WRITES: 296,
+  STAT_BYPASS_WRITES: 296, CACHE_LINE_MAP: 304,
 } as const;
 
 export const DIO_BIO = { SECTOR: 0, BVEC_FIRST: 4, BVEC_COUNT: 8, BYTES: 12, FILE_BLOCK: 16 } as const;
@@ -197,6 +197,7 @@ export const LAYOUT_FIELDS: readonly [string, number | "below-base"][] = [
   ["CTRL_DESTAGE_CLAIM", CTRL.DESTAGE_CLAIM],
   ["CTRL_STAT_BYPASS_WRITES", CTRL.STAT_BYPASS_WRITES],
   ["FEATURE_CACHE_BYPASS", FEATURE_CACHE_BYPASS],
+  ["CTRL_CACHE_LINE_MAP", CTRL.CACHE_LINE_MAP],
 ];
 
 /** Capacities fixed at setup (STYLE: a limit on everything). */
@@ -217,6 +218,8 @@ export interface RegionPlan {
   fsBitmapBase: number; fsBitmapBlocks: number; fsScratchBase: number; fsScratchCapacity: number;
   cacheHeaderBase: number; cacheDataBase: number; cacheSlots: number;
   cacheIndexBase: number; cacheIndexSlots: number;
+  /** A bit per 4 KiB line of the image: set while the cache index holds the line. */
+  cacheLineMap: number;
   /** The shared page of zeros, just below the arena (the core's arena bounds include it). */
   zeroPageBase: number;
   arenaBase: number; arenaBytes: number;
@@ -264,6 +267,7 @@ export function planRegions(imageBytes: number, cacheBytes: number, arenaBytes: 
   const fsScratchBase = take(fsScratchCapacity * FS_EXTENT_SIZE);
   const cacheHeaderBase = take(cacheSlots * ENTRY_SIZE);
   const cacheIndexBase = take(cacheIndexSlots * INDEX_SIZE);
+  const cacheLineMap = take(cacheSlots > 0 ? Math.ceil(Math.ceil(imageBytes / LINE_BYTES) / 32) * 4 : 0);
   const cacheDataBase = take(cacheSlots * LINE_BYTES);
   const zeroPageBase = take(4096 + arenaBytes);
   const arenaBase = zeroPageBase + 4096;
@@ -274,6 +278,6 @@ export function planRegions(imageBytes: number, cacheBytes: number, arenaBytes: 
   return {
     bvecBase, pieceBase, batchBase, dioIovBase, dioBioBase, dioBvecBase, fsInodeBase, fsInodeCapacity, fsExtentBase, fsExtentCapacity,
     fsBitmapBase, fsBitmapBlocks, fsScratchBase, fsScratchCapacity, cacheHeaderBase, cacheDataBase, cacheSlots, cacheIndexBase,
-    cacheIndexSlots, zeroPageBase, arenaBase, arenaBytes, imageBase, imageBytes, totalBytes, pages,
+    cacheIndexSlots, cacheLineMap, zeroPageBase, arenaBase, arenaBytes, imageBase, imageBytes, totalBytes, pages,
   };
 }
