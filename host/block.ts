@@ -329,7 +329,12 @@ export class BlockQueue {
     bio.first = first;
     const view = this.bvecView;
     const src = bio.vecs;
-    for (let i = 0, from = bio.vecFirst * 2, to = first * 2; i < count * 2; i++) view[to + i] = src[from + i];
+    if (count <= 4) {
+      for (let i = 0, from = bio.vecFirst * 2, to = first * 2; i < count * 2; i++) view[to + i] = src[from + i];
+    } else {
+      // A long list in one block copy (a loop costs about 2 ns an element).
+      view.set(src.subarray(bio.vecFirst * 2, (bio.vecFirst + count) * 2), first * 2);
+    }
     this.tracer.emit("Q", bio.op, bio.sector, bytes >> SECTOR_SHIFT, bio.bioFlags, this.device.now);
     const isWrite = bio.op === "write";
     const pieces = this.core.blk_split(isWrite ? OP_WRITE : OP_READ, bits, bio.sector, first, count, 0, bytes, 0);
