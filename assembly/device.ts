@@ -6,7 +6,9 @@
 import {
   CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DESTAGE_CLAIM, CTRL_DESTAGE_ENABLED, CTRL_DESTAGE_TARGET, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
   CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES, CTRL_STAT_FLUSHES,
-  CTRL_STAT_BYPASS_WRITES, CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
+  CTRL_STAT_BYPASS_WRITES, CTRL_STAT_FUA_WRITES, CTRL_DESTAGE_BELL, CTRL_DESTAGE_SLEEPING,
+  CTRL_SHARE_BYTES, CTRL_SHARE_DST, CTRL_SHARE_JOINED, CTRL_SHARE_NEXT, CTRL_SHARE_WAKE, CTRL_SHARE_READY, CTRL_SHARE_SRC, CTRL_SHARE_STATE, SHARE_DONE,
+  SHARE_IDLE, SHARE_POSTED, SHARE_TAKEN, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
   EINVAL, FEATURE_CACHE_BYPASS, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
   SECTOR_BYTES, SECTOR_SHIFT, SECTORS_PER_LINE,
 } from "./layout";
@@ -14,7 +16,7 @@ import {
   cacheDataBase, cacheHeaderBase, cacheIndexBase, cacheIndexSlots, cacheLineMap, cacheSlots, ctrlAddr,
   features, imageBase, lineMapBytes, sectorCount,
 } from "./state";
-import { bvecRangeValid, iterCopyIn, iterCopyOut, iterFault, iterSkip, iterStart } from "./iter";
+import { bvecRangeValid, iterCopyIn, iterCopyOut, iterFault, iterSkip, iterStart, iterTakeWhole } from "./iter";
 
 // ---- lock -------------------------------------------------------------------------------------
 
@@ -374,6 +376,8 @@ function waitUnclaimed(): void {
  * copy is the same bytes to the same place, so a partial one leaves nothing wrong behind.
  */
 export function destageAbandon(): void {
+  // Nor does it take shares any more.
+  atomic.store<u32>(ctrlAddr(CTRL_SHARE_READY), 0);
   lockDevice();
   if (claimActive()) store<u32>(ctrlAddr(CTRL_DESTAGE_CLAIM), cacheTail());
   unlockDevice();
@@ -458,6 +462,89 @@ export function destageClaimed(budget: u32): u32 {
   return <u32>left;
 }
 
+// ---- sharing a large copy ---------------------------------------------------------------------
+//
+// A drive moves a write's data with its own engine, not the host's CPU. Here the destager thread is
+// the device's other pair of hands: a large copy to the media (a write past the cache, a FUA write)
+// is cut in two halves that this thread and the destager thread take from a shared cursor, and the
+// request completes once both are copied. The thread joins only while it is awake (it stays awake
+// a moment after each share, so that a stream of large writes keeps it so); a half it has not
+// taken by the time this thread has copied the first is copied here too, and a share it has not
+// joined by then is taken back. The bytes that reach the media are the same either way, and the
+// device lock stays held meanwhile, so nothing else observes the copy half done.
+// (Measured against more, smaller chunks: halves did as well or better, bench/README.md.)
+
+/** A copy of this many bytes or more is shared with the destager thread when it is awake. */
+const SHARE_MIN_BYTES: u32 = 64 << 10;
+/** Spins while the thread finishes its half (a few microseconds of copying). */
+const SHARE_SPINS_MAX: u32 = 1 << 30;
+
+/** Takes halves of the posted share until none is left. */
+function copyChunks(): void {
+  const src = <usize>load<u32>(ctrlAddr(CTRL_SHARE_SRC));
+  const dst = <usize>load<u32>(ctrlAddr(CTRL_SHARE_DST));
+  const bytes = load<u32>(ctrlAddr(CTRL_SHARE_BYTES));
+  const chunk = ((bytes >> 1) + 63) & ~63;
+  for (;;) {
+    const at = atomic.add<u32>(ctrlAddr(CTRL_SHARE_NEXT), chunk);
+    if (at >= bytes) return;
+    memory.copy(dst + at, src + at, bytes - at < chunk ? bytes - at : chunk);
+  }
+}
+
+/** Copies `bytes` from `src` to `dst` (the media), sharing the chunks with the destager thread
+ *  when it is awake to join. */
+function copyShared(dst: usize, src: usize, bytes: u32): void {
+  store<u32>(ctrlAddr(CTRL_SHARE_SRC), <u32>src);
+  store<u32>(ctrlAddr(CTRL_SHARE_DST), <u32>dst);
+  store<u32>(ctrlAddr(CTRL_SHARE_BYTES), bytes);
+  store<u32>(ctrlAddr(CTRL_SHARE_NEXT), 0);
+  // Release: the words above are visible to the thread before it can see the share posted.
+  atomic.store<u32>(ctrlAddr(CTRL_SHARE_STATE), SHARE_POSTED);
+  if (atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_SLEEPING)) != 0) {
+    // Woken for a share, the thread stays awake for the next ones (this one it will likely miss).
+    atomic.store<u32>(ctrlAddr(CTRL_SHARE_WAKE), 1);
+    atomic.add<u32>(ctrlAddr(CTRL_DESTAGE_BELL), 1);
+    atomic.notify(ctrlAddr(CTRL_DESTAGE_BELL), 1);
+  }
+  copyChunks();
+  // Every chunk is taken. Not joined: done. Joined: wait for the thread's last chunk.
+  if (atomic.cmpxchg<u32>(ctrlAddr(CTRL_SHARE_STATE), SHARE_POSTED, SHARE_IDLE) == SHARE_POSTED) return;
+  for (let spins: u32 = 0; atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) != SHARE_DONE; spins++) {
+    if (spins == SHARE_SPINS_MAX) unreachable();
+  }
+  atomic.store<u32>(ctrlAddr(CTRL_SHARE_STATE), SHARE_IDLE);
+}
+
+/** The destager thread: joins a posted share, if there is one. True when it did. */
+export function shareTake(): bool {
+  if (atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) != SHARE_POSTED) return false;
+  if (atomic.cmpxchg<u32>(ctrlAddr(CTRL_SHARE_STATE), SHARE_POSTED, SHARE_TAKEN) != SHARE_POSTED) return false;
+  atomic.add<u32>(ctrlAddr(CTRL_SHARE_JOINED), 1);
+  copyChunks();
+  atomic.store<u32>(ctrlAddr(CTRL_SHARE_STATE), SHARE_DONE);
+  return true;
+}
+
+/** Whether the destager thread has work waiting: a posted share or released entries (no lock). */
+export function destagePending(): bool {
+  if (atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) == SHARE_POSTED) return true;
+  return <i32>(atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL))) > 0;
+}
+
+/** Copies a media write's `bytes` from the bvec cursor to `dst`: shared when large, contiguous in
+ *  memory, and the thread is there to take half. */
+function copyToMedia(dst: usize, bytes: u32): void {
+  if (bytes >= SHARE_MIN_BYTES && atomic.load<u32>(ctrlAddr(CTRL_SHARE_READY)) != 0) {
+    const src = iterTakeWhole(bytes);
+    if (src != 0) {
+      copyShared(dst, src, bytes);
+      return;
+    }
+  }
+  iterCopyOut(dst, bytes);
+}
+
 // ---- requests ---------------------------------------------------------------------------------
 
 @inline function rangeValid(sector: u32, sectors: u32): bool {
@@ -519,7 +606,7 @@ export function deviceWrite(sector: u32, sectors: u32, index: u32, done: u32, fu
       }
       statAdd(bypass ? CTRL_STAT_BYPASS_WRITES : CTRL_STAT_FUA_WRITES, 1);
     }
-    iterCopyOut(sectorAddr(sector), sectors << SECTOR_SHIFT);
+    copyToMedia(sectorAddr(sector), sectors << SECTOR_SHIFT);
   } else {
     const end = sector + sectors;
     roomFor(lines);

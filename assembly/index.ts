@@ -12,7 +12,7 @@ import { splitBio, splitTailStatus } from "./blk";
 import * as fs from "./fs";
 import * as dio from "./dio";
 import {
-  crashCache, crashInflightWrite, destageAbandon, destageClaimed, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark, flushMarks,
+  crashCache, crashInflightWrite, destageAbandon, destageClaimed, destagePending, destageReleased, deviceRead, deviceReset, deviceWrite, flushCommit, flushMark, flushMarks, shareTake,
 } from "./device";
 
 /** Number of layout fields the host compares. */
@@ -82,6 +82,14 @@ export function dev_destage_claimed(budget: u32): u32 {
   return destageClaimed(budget);
 }
 /** The destager thread died: a claim it left is given up (its entries are written back again). */
+/** The destager thread: copies a posted share of a large media write; 1 when it did. */
+export function dev_share_take(): bool {
+  return shareTake();
+}
+/** Whether the destager thread has work waiting (no lock taken). */
+export function dev_destage_pending(): bool {
+  return destagePending();
+}
 export function dev_destage_abandon(): void {
   destageAbandon();
 }

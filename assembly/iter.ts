@@ -82,6 +82,18 @@ function takeRun(bytes: u32): u32 {
   return run;
 }
 
+/** When the next `bytes` at the cursor are one run of memory: takes them and returns their
+ *  address; otherwise 0, with the cursor left where it was. */
+export function iterTakeWhole(bytes: u32): usize {
+  const index = iterIndex;
+  const done = iterDone;
+  if (takeRun(bytes) == bytes) return runAddr;
+  iterIndex = index;
+  iterDone = done;
+  iterFault = false;
+  return 0;
+}
+
 /** Copies `bytes` between the bio's segments at the cursor and `mem` (out of the segments when
  *  `out`, into them otherwise), advancing the cursor. */
 function iterCopy(mem: usize, bytes: u32, out: bool): void {

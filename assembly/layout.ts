@@ -92,6 +92,19 @@ export const CTRL_DESTAGE_CLAIM: u32 = 288;     // log entries [tail, claim) are
 // More statistics (u64), after the first eight.
 export const CTRL_STAT_BYPASS_WRITES: u32 = 296; // write requests that went past a full cache to the media
 export const CTRL_CACHE_LINE_MAP: u32 = 304;   // a bit per line of the image: set while it is indexed
+// A large copy to the media shared with the destager thread (device.ts, "sharing a large copy").
+export const CTRL_SHARE_STATE: u32 = 308;      // SHARE_* below
+export const CTRL_SHARE_SRC: u32 = 312;
+export const CTRL_SHARE_DST: u32 = 316;
+export const CTRL_SHARE_BYTES: u32 = 320;
+export const CTRL_SHARE_READY: u32 = 324;      // 1 while the destager thread takes shares
+export const CTRL_SHARE_NEXT: u32 = 328;       // offset of the next half either thread may take
+export const CTRL_SHARE_JOINED: u32 = 332;     // shares the destager thread joined (a counter)
+export const CTRL_SHARE_WAKE: u32 = 336;       // 1: the destager thread was woken for a share
+export const SHARE_IDLE: u32 = 0;
+export const SHARE_POSTED: u32 = 1;
+export const SHARE_TAKEN: u32 = 2;
+export const SHARE_DONE: u32 = 3;
 
 export const FEATURE_WRITE_CACHE: u32 = 1;
 export const FEATURE_FUA: u32 = 2;
@@ -315,7 +328,15 @@ export function layoutValue(index: i32): u32 {
     case 125: return CTRL_STAT_BYPASS_WRITES;
     case 126: return FEATURE_CACHE_BYPASS;
     case 127: return CTRL_CACHE_LINE_MAP;
+    case 128: return CTRL_SHARE_STATE;
+    case 129: return CTRL_SHARE_SRC;
+    case 130: return CTRL_SHARE_DST;
+    case 131: return CTRL_SHARE_BYTES;
+    case 132: return CTRL_SHARE_READY;
+    case 133: return CTRL_SHARE_NEXT;
+    case 134: return CTRL_SHARE_JOINED;
+    case 135: return CTRL_SHARE_WAKE;
     default: return 0xffffffff;
   }
 }
-export const LAYOUT_FIELD_COUNT: i32 = 128;
+export const LAYOUT_FIELD_COUNT: i32 = 136;

@@ -22,6 +22,8 @@ export interface CoreExports {
   dev_destage_released(budget: number): number;
   dev_destage_claimed(budget: number): number;
   dev_destage_abandon(): void;
+  dev_share_take(): number;
+  dev_destage_pending(): number;
   dev_crash_cache(seed: number, torn: number): void;
   dev_crash_inflight(sector: number, sectors: number, index: number, done: number, seed: number, torn: number): number;
   blk_run_batch(first: number, count: number, pieceSlot: number): number;

@@ -13,9 +13,14 @@ import { CTRL, LAYOUT_BASE } from "./layout.js";
 import { spawnCoreWorker, type WorkerLike } from "./workqueue.js";
 
 /** The thread's words, as Int32 indexes from the control block's start. */
-export const DESTAGE_WORDS = { BELL: CTRL.DESTAGE_BELL / 4, STOP: CTRL.DESTAGE_STOP / 4, SLEEPING: CTRL.DESTAGE_SLEEPING / 4 } as const;
+export const DESTAGE_WORDS = {
+  BELL: CTRL.DESTAGE_BELL / 4, STOP: CTRL.DESTAGE_STOP / 4, SLEEPING: CTRL.DESTAGE_SLEEPING / 4,
+  SHARE_READY: CTRL.SHARE_READY / 4, SHARE_WAKE: CTRL.SHARE_WAKE / 4,
+} as const;
 const TARGET = CTRL.DESTAGE_TARGET / 4;
 const ENABLED = CTRL.DESTAGE_ENABLED / 4;
+/** The low word of the count of writes that went past the cache. */
+const BYPASSED = CTRL.STAT_BYPASS_WRITES / 4;
 
 export class Destager {
   /** @internal Test hook: false keeps new threads from starting (as where Workers are missing),
@@ -36,7 +41,7 @@ export class Destager {
   failedWith: unknown;
 
   constructor(private readonly disk: Disk) {
-    this.words = new Int32Array(disk.memory.buffer, LAYOUT_BASE, CTRL.DESTAGE_SLEEPING / 4 + 1);
+    this.words = new Int32Array(disk.memory.buffer, LAYOUT_BASE, CTRL.STAT_BYPASS_WRITES / 4 + 1);
     Atomics.store(this.words, ENABLED, 1);
     this.rung = Atomics.load(this.words, TARGET);
     this.poll = () => this.check();
@@ -57,9 +62,14 @@ export class Destager {
   }
 
   /** At each device step: rings the thread when the device released more (starting it the
-   *  first time). */
+   *  first time it released something, or a large write first went past the cache: the thread
+   *  then shares the copies, see assembly/device.ts). */
   private check(): void {
     const target = Atomics.load(this.words, TARGET);
+    if (this.worker === null && this.starting === null && !this.stopped && Destager.threads && Atomics.load(this.words, BYPASSED) !== 0) {
+      this.starting = this.start();
+      return;
+    }
     if (target === this.rung || this.stopped) return;
     this.rung = target;
     if (this.worker !== null) {

@@ -236,6 +236,52 @@ test("destage: large writes go past the cache over lines the thread is writing b
   await disk.close();
 });
 
+test("destage: the thread copies half of large writes to the media while awake; reads, a flush and a power cut find every byte where it belongs", async () => {
+  const disk = await Disk.create({ size: 16 * MIB, cacheBytes: 8 * MIB, arenaBytes: 8 * MIB, seed: 4, destage: "background" });
+  const dev = await disk.openBlockDevice(O_RDWR | O_DIRECT);
+  const words = new Uint32Array(disk.memory.buffer);
+  const joined = (): number => Atomics.load(words, (LAYOUT_BASE + CTRL.SHARE_JOINED) / 4);
+  const region = 12 * MIB;
+  const model = new Uint8Array(region);
+  const buf = disk.alloc(MIB);
+  const back = disk.alloc(MIB);
+  let state = 4;
+  const next = (): number => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 8;
+  // Fill the writes at risk to their bound (half the cache), so that large writes go past it,
+  // and let the thread come up.
+  for (let i = 0; i < 5; i++) assert.is((await dev.write(buf, 0, MIB, i * MIB)).bytesWritten, MIB);
+  model.fill(0, 0, 5 * MIB);
+  await disk.destager!.ready();
+  assert.ok(disk.destager!.running, "the thread runs");
+  let writes = 0;
+  const started = performance.now();
+  // Until the thread has joined a good number of shares (a busy machine may delay it).
+  while ((joined() < 200 || writes < 500) && performance.now() - started < 20000) {
+    const bytes = 512 * (128 + (next() % 1921)); // 64 KiB .. 1 MiB, in sectors
+    const at = (next() % ((region - bytes) / 512 + 1)) * 512;
+    const data = buf.subarray(0, bytes);
+    for (let k = 0; k < bytes; k += 64) data[k] = (writes + k / 64) & 0xff;
+    assert.is(dev.writeSync(data, 0, bytes, at), bytes);
+    model.set(data, at);
+    writes++;
+    if (writes % 50 === 0) {
+      // Read a stretch back at once: each byte holds the newest write's.
+      const from = (next() % ((region - MIB) / 512 + 1)) * 512;
+      assert.is(dev.readSync(back, 0, MIB, from), MIB);
+      assert.ok(Buffer.compare(Buffer.from(back), Buffer.from(model.subarray(from, from + MIB))) === 0, `write ${writes}: the MiB at ${from} reads back as written`);
+    }
+  }
+  assert.ok(joined() >= 200, `the thread joined ${joined()} shares in ${writes} writes`);
+  assert.ok(disk.stats().bypassWrites > 0, "large writes went past the cache");
+  dev.syncSync();
+  await disk.crash();
+  for (let at = 0; at < region; at += MIB) {
+    const image = await disk.readSectors(at / 512, MIB / 512);
+    assert.ok(Buffer.compare(Buffer.from(image), Buffer.from(model.subarray(at, at + MIB))) === 0, `after a flush and a power cut, the MiB at ${at} holds the newest data`);
+  }
+  await disk.close();
+});
+
 test("destage: unaligned writes of about 1 MiB into a full log while the thread claims (a long run copied without the lock, then its partial lines) keep the log and its counters right", async () => {
   // Bios of 255 sectors (the default max_sectors): a partial line, a run of about 31 whole lines
   // (copied into the log without the lock, while the thread may claim), a partial line; and runs
