@@ -476,8 +476,9 @@ export function destageClaimed(budget: u32): u32 {
 
 /** A copy of this many bytes or more is shared with the destager thread when it is awake. */
 const SHARE_MIN_BYTES: u32 = 64 << 10;
-/** Spins while the thread finishes its half (a few microseconds of copying). */
-const SHARE_SPINS_MAX: u32 = 1 << 30;
+/** Spins while the thread finishes its half (a few microseconds of copying), before it is taken
+ *  to have died with the share (about a second). */
+const SHARE_SPINS_MAX: u32 = 1 << 28;
 
 /** Takes halves of the posted share until none is left. */
 function copyChunks(): void {
@@ -511,7 +512,15 @@ function copyShared(dst: usize, src: usize, bytes: u32): void {
   // Every chunk is taken. Not joined: done. Joined: wait for the thread's last chunk.
   if (atomic.cmpxchg<u32>(ctrlAddr(CTRL_SHARE_STATE), SHARE_POSTED, SHARE_IDLE) == SHARE_POSTED) return;
   for (let spins: u32 = 0; atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) != SHARE_DONE; spins++) {
-    if (spins == SHARE_SPINS_MAX) unreachable();
+    if (spins == SHARE_SPINS_MAX) {
+      // The thread joined and never finished: it died (or stalled for about a second). The whole
+      // range is copied here, and no share is posted again (the state stays TAKEN): the request
+      // completes and the disk goes on, at one thread's speed. (A thread that only stalled and
+      // comes back copies what the source then holds: a risk taken over wedging the disk.)
+      atomic.store<u32>(ctrlAddr(CTRL_SHARE_READY), 0);
+      memory.copy(dst, src, bytes);
+      return;
+    }
   }
   atomic.store<u32>(ctrlAddr(CTRL_SHARE_STATE), SHARE_IDLE);
 }
@@ -526,16 +535,24 @@ export function shareTake(): bool {
   return true;
 }
 
-/** Whether the destager thread has work waiting: a posted share or released entries (no lock). */
-export function destagePending(): bool {
-  if (atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) == SHARE_POSTED) return true;
-  return <i32>(atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL))) > 0;
+/** destagePending(): released entries wait to be written back. */
+export const PENDING_RELEASED: u32 = 1;
+/** destagePending(): a share waits to be joined. */
+export const PENDING_SHARE: u32 = 2;
+
+/** The destager thread's work waiting, looked at without the lock: PENDING_* bits. */
+export function destagePending(): u32 {
+  let pending: u32 = 0;
+  if (atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) == SHARE_POSTED) pending |= PENDING_SHARE;
+  if (<i32>(atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL))) > 0) pending |= PENDING_RELEASED;
+  return pending;
 }
 
 /** Copies a media write's `bytes` from the bvec cursor to `dst`: shared when large, contiguous in
  *  memory, and the thread is there to take half. */
 function copyToMedia(dst: usize, bytes: u32): void {
-  if (bytes >= SHARE_MIN_BYTES && atomic.load<u32>(ctrlAddr(CTRL_SHARE_READY)) != 0) {
+  if (bytes >= SHARE_MIN_BYTES && atomic.load<u32>(ctrlAddr(CTRL_SHARE_READY)) != 0 &&
+    atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) == SHARE_IDLE) {
     const src = iterTakeWhole(bytes);
     if (src != 0) {
       copyShared(dst, src, bytes);

@@ -81,15 +81,15 @@ export function dev_destage_released(budget: u32): u32 {
 export function dev_destage_claimed(budget: u32): u32 {
   return destageClaimed(budget);
 }
-/** The destager thread died: a claim it left is given up (its entries are written back again). */
-/** The destager thread: copies a posted share of a large media write; 1 when it did. */
+/** The destager thread: joins a posted share of a large media write; 1 when it did. */
 export function dev_share_take(): bool {
   return shareTake();
 }
-/** Whether the destager thread has work waiting (no lock taken). */
-export function dev_destage_pending(): bool {
+/** The destager thread's work waiting, without the lock: PENDING_RELEASED | PENDING_SHARE bits. */
+export function dev_destage_pending(): u32 {
   return destagePending();
 }
+/** The destager thread died: a claim it left is given up (its entries are written back again). */
 export function dev_destage_abandon(): void {
   destageAbandon();
 }

@@ -23,6 +23,7 @@ export interface CoreExports {
   dev_destage_claimed(budget: number): number;
   dev_destage_abandon(): void;
   dev_share_take(): number;
+  /** PENDING_RELEASED (1) | PENDING_SHARE (2). */
   dev_destage_pending(): number;
   dev_crash_cache(seed: number, torn: number): void;
   dev_crash_inflight(sector: number, sectors: number, index: number, done: number, seed: number, torn: number): number;

@@ -41,7 +41,7 @@ export class Destager {
   failedWith: unknown;
 
   constructor(private readonly disk: Disk) {
-    this.words = new Int32Array(disk.memory.buffer, LAYOUT_BASE, CTRL.STAT_BYPASS_WRITES / 4 + 1);
+    this.words = new Int32Array(disk.memory.buffer, LAYOUT_BASE, CTRL.SHARE_WAKE / 4 + 1);
     Atomics.store(this.words, ENABLED, 1);
     this.rung = Atomics.load(this.words, TARGET);
     this.poll = () => this.check();

@@ -10,6 +10,9 @@ import { DESTAGE_WORDS } from "./destager.js";
 
 /** Entries claimed and written back at a time (the longest another thread may wait for them). */
 const RUN = 64;
+/** dev_destage_pending()'s bits (assembly/device.ts). */
+const PENDING_RELEASED = 1;
+const PENDING_SHARE = 2;
 /** How long the thread stays awake after its last share, in milliseconds (after write-back work
  *  it sleeps at once, as the flush thread may need the core). */
 const AWAKE_MS = 0.5;
@@ -31,7 +34,10 @@ async function run(start: CoreWorkerStart, post: (message: unknown) => void): Pr
       lastShare = performance.now();
       continue;
     }
-    if (core.dev_destage_pending()) {
+    const pending = core.dev_destage_pending();
+    // A share posted since: join it (write-back would spin on the lock its poster holds).
+    if ((pending & PENDING_SHARE) !== 0) continue;
+    if ((pending & PENDING_RELEASED) !== 0) {
       core.dev_destage_claimed(RUN);
       continue;
     }
@@ -40,7 +46,7 @@ async function run(start: CoreWorkerStart, post: (message: unknown) => void): Pr
     // Say so before sleeping, then look once more: work posted before the other side read
     // SLEEPING shows now; work posted after it comes with a notify (and a new bell value).
     Atomics.store(words, DESTAGE_WORDS.SLEEPING, 1);
-    if (!core.dev_destage_pending() && Atomics.load(words, DESTAGE_WORDS.STOP) === 0) {
+    if (core.dev_destage_pending() === 0 && Atomics.load(words, DESTAGE_WORDS.STOP) === 0) {
       Atomics.wait(words, DESTAGE_WORDS.BELL, bell);
     }
     Atomics.store(words, DESTAGE_WORDS.SLEEPING, 0);

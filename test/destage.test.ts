@@ -5,6 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
+import { Worker } from "node:worker_threads";
 import { Disk, O_DIRECT, O_RDWR } from "../host/index.js";
 import { rejectsDioError } from "./util/errors.js";
 import { Destager } from "../host/destager.js";
@@ -245,8 +246,16 @@ test("destage: the thread copies half of large writes to the media while awake; 
   const model = new Uint8Array(region);
   const buf = disk.alloc(MIB);
   const back = disk.alloc(MIB);
+  // A second buffer apart from the first: a write from both is not one run of memory, so its copy
+  // is not shared (and must still land whole).
+  disk.alloc(4096);
+  const other = disk.alloc(MIB);
   let state = 4;
   const next = (): number => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 8;
+  const fillRandom = (data: Uint8Array): void => {
+    const view = new Uint32Array(data.buffer, data.byteOffset, data.length / 4);
+    for (let k = 0; k < view.length; k++) view[k] = (state = (Math.imul(state, 1103515245) + 12345) >>> 0);
+  };
   // Fill the writes at risk to their bound (half the cache), so that large writes go past it,
   // and let the thread come up.
   for (let i = 0; i < 5; i++) assert.is((await dev.write(buf, 0, MIB, i * MIB)).bytesWritten, MIB);
@@ -260,9 +269,19 @@ test("destage: the thread copies half of large writes to the media while awake; 
     const bytes = 512 * (128 + (next() % 1921)); // 64 KiB .. 1 MiB, in sectors
     const at = (next() % ((region - bytes) / 512 + 1)) * 512;
     const data = buf.subarray(0, bytes);
-    for (let k = 0; k < bytes; k += 64) data[k] = (writes + k / 64) & 0xff;
-    assert.is(dev.writeSync(data, 0, bytes, at), bytes);
-    model.set(data, at);
+    fillRandom(data);
+    if (writes % 10 === 9) {
+      // From two buffers apart in memory.
+      const split = 512 * (1 + (next() % (bytes / 512 - 1)));
+      const second = other.subarray(0, bytes - split);
+      fillRandom(second);
+      assert.is(dev.writevSync([data.subarray(0, split), second], at), bytes);
+      model.set(data.subarray(0, split), at);
+      model.set(second, at + split);
+    } else {
+      assert.is(dev.writeSync(data, 0, bytes, at), bytes);
+      model.set(data, at);
+    }
     writes++;
     if (writes % 50 === 0) {
       // Read a stretch back at once: each byte holds the newest write's.
@@ -280,6 +299,41 @@ test("destage: the thread copies half of large writes to the media while awake; 
     assert.ok(Buffer.compare(Buffer.from(image), Buffer.from(model.subarray(at, at + MIB))) === 0, `after a flush and a power cut, the MiB at ${at} holds the newest data`);
   }
   await disk.close();
+});
+
+test("destage: a thread that joins a share and dies does not wedge the disk: the write completes whole, and no share is posted again", async () => {
+  Destager.threads = false;
+  try {
+    const disk = await Disk.create({ size: 16 * MIB, cacheBytes: 8 * MIB, arenaBytes: 8 * MIB, seed: 6, destage: "background" });
+    const dev = await disk.openBlockDevice(O_RDWR | O_DIRECT);
+    const buf = disk.alloc(MIB);
+    for (let i = 0; i < 5; i++) await dev.write(buf, 0, MIB, i * MIB); // the writes at risk at their bound
+    const words = new Int32Array(disk.memory.buffer);
+    const state = (LAYOUT_BASE + CTRL.SHARE_STATE) / 4;
+    const ready = (LAYOUT_BASE + CTRL.SHARE_READY) / 4;
+    // A stand-in for the destager thread: it joins the first share posted, then exits.
+    const standIn = new Worker(`
+      const { workerData, parentPort } = require("node:worker_threads");
+      const words = new Int32Array(workerData.buffer);
+      parentPort.postMessage("up");
+      for (;;) if (Atomics.compareExchange(words, workerData.state, 1, 2) === 1) break;`,
+    { eval: true, workerData: { buffer: disk.memory.buffer, state } });
+    await new Promise((resolve) => standIn.once("message", resolve));
+    const exited = new Promise((resolve) => standIn.once("exit", resolve));
+    Atomics.store(words, ready, 1);
+    for (let k = 0; k < MIB; k += 4) buf[k] = (k >>> 2) & 0xff;
+    assert.is(dev.writeSync(buf, 0, MIB, 8 * MIB), MIB);
+    await exited;
+    assert.is(Atomics.load(words, state), 2, "the stand-in joined a share");
+    assert.is(Atomics.load(words, ready), 0, "no share is posted again");
+    assert.ok(disk.stats().bypassWrites > 0);
+    const back = await disk.readSectors((8 * MIB) / 512, MIB / 512);
+    assert.ok(Buffer.compare(Buffer.from(back), Buffer.from(buf)) === 0, "the write landed whole");
+    assert.is(dev.writeSync(buf, 0, MIB, 9 * MIB), MIB, "the disk goes on");
+    await disk.close();
+  } finally {
+    Destager.threads = true;
+  }
 });
 
 test("destage: unaligned writes of about 1 MiB into a full log while the thread claims (a long run copied without the lock, then its partial lines) keep the log and its counters right", async () => {
