@@ -4,13 +4,15 @@
 // completed by then. Reads overlay the newest cached version of each sector on the image.
 // see: Documentation/block/writeback_cache_control.rst for what FLUSH and FUA promise.
 import {
-  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DESTAGE_CLAIM, CTRL_DESTAGE_ENABLED, CTRL_DESTAGE_TARGET, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED, CTRL_NEXT_WRITE_ID, CTRL_STAT_BYTES_READ,
-  CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES, CTRL_STAT_FLUSHES,
-  CTRL_STAT_BYPASS_WRITES, CTRL_STAT_FUA_WRITES, CTRL_DESTAGE_BELL, CTRL_DESTAGE_SLEEPING,
-  CTRL_SHARE_BYTES, CTRL_SHARE_DST, CTRL_SHARE_JOINED, CTRL_SHARE_NEXT, CTRL_SHARE_WAKE, CTRL_SHARE_READY, CTRL_SHARE_SRC, CTRL_SHARE_STATE, SHARE_DONE,
-  SHARE_IDLE, SHARE_POSTED, SHARE_TAKEN, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE, ENTRY_WRITE_ID, EIO,
-  EINVAL, FEATURE_CACHE_BYPASS, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE, INDEX_POS, INDEX_SIZE, LINE_SHIFT,
-  SECTOR_BYTES, SECTOR_SHIFT, SECTORS_PER_LINE,
+  CTRL_CACHE_HEAD, CTRL_CACHE_TAIL, CTRL_DESTAGE_BELL, CTRL_DESTAGE_CLAIM, CTRL_DESTAGE_ENABLED,
+  CTRL_DESTAGE_SLEEPING, CTRL_DESTAGE_TARGET, CTRL_DEVICE_LOCK, CTRL_FLUSH_ISSUED,
+  CTRL_NEXT_WRITE_ID, CTRL_SHARE_BYTES, CTRL_SHARE_DST, CTRL_SHARE_JOINED, CTRL_SHARE_NEXT,
+  CTRL_SHARE_READY, CTRL_SHARE_SRC, CTRL_SHARE_STATE, CTRL_SHARE_WAKE, CTRL_STAT_BYPASS_WRITES,
+  CTRL_STAT_BYTES_READ, CTRL_STAT_BYTES_WRITTEN, CTRL_STAT_DESTAGED_BYTES, CTRL_STAT_DIRTY_BYTES,
+  CTRL_STAT_FLUSHES, CTRL_STAT_FUA_WRITES, ENTRY_LINE, ENTRY_MASK, ENTRY_PREV, ENTRY_SIZE,
+  ENTRY_WRITE_ID, EIO, EINVAL, FEATURE_CACHE_BYPASS, FEATURE_WRITE_CACHE, INDEX_EMPTY, INDEX_LINE,
+  INDEX_POS, INDEX_SIZE, LINE_SHIFT, SECTOR_BYTES, SECTOR_SHIFT, SECTORS_PER_LINE, SHARE_DONE,
+  SHARE_IDLE, SHARE_POSTED, SHARE_TAKEN,
 } from "./layout";
 import {
   cacheDataBase, cacheHeaderBase, cacheIndexBase, cacheIndexSlots, cacheLineMap, cacheSlots, ctrlAddr,
@@ -344,7 +346,9 @@ function sectorSource(line: u32, newest: u32, inLine: u32): usize {
  *  nine sixteenths of it. Only when the host enabled background destaging. */
 function releaseForDestage(): void {
   if (load<u32>(ctrlAddr(CTRL_DESTAGE_ENABLED)) == 0) return;
-  if (unreleased() > (cacheSlots >> 1) + (cacheSlots >> 4)) store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), cacheHead() - (cacheSlots >> 1));
+  if (unreleased() > (cacheSlots >> 1) + (cacheSlots >> 4)) {
+    store<u32>(ctrlAddr(CTRL_DESTAGE_TARGET), cacheHead() - (cacheSlots >> 1));
+  }
 }
 
 /** Entries [tail, claim) are being written back by the destager thread, outside the lock. */
@@ -544,7 +548,8 @@ export const PENDING_SHARE: u32 = 2;
 export function destagePending(): u32 {
   let pending: u32 = 0;
   if (atomic.load<u32>(ctrlAddr(CTRL_SHARE_STATE)) == SHARE_POSTED) pending |= PENDING_SHARE;
-  if (<i32>(atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL))) > 0) pending |= PENDING_RELEASED;
+  const released = atomic.load<u32>(ctrlAddr(CTRL_DESTAGE_TARGET)) - atomic.load<u32>(ctrlAddr(CTRL_CACHE_TAIL));
+  if (<i32>released > 0) pending |= PENDING_RELEASED;
   return pending;
 }
 

@@ -66,7 +66,8 @@ export class Destager {
    *  then shares the copies, see assembly/device.ts). */
   private check(): void {
     const target = Atomics.load(this.words, TARGET);
-    if (this.worker === null && this.starting === null && !this.stopped && Destager.threads && Atomics.load(this.words, BYPASSED) !== 0) {
+    const bypassed = Atomics.load(this.words, BYPASSED) !== 0;
+    if (bypassed && this.worker === null && this.starting === null && !this.stopped && Destager.threads) {
       this.starting = this.start();
       return;
     }
