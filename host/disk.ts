@@ -66,9 +66,9 @@ export interface DiskOptions {
   destage?: "background" | "inline";
   /**
    * Whether a large write may go past a full cache straight to the media (default true; only
-   * with a write cache). A write request of 64 KiB or more that arrives when the cache's writes at
-   * risk fill their bound (all of the cache with inline destaging, half of it with background
-   * destaging) goes to the media as a FUA write would, dropping older cached versions of its
+   * with a write cache). A write request of 64 KiB or more that would not fit beside the cache's
+   * writes at risk within their bound (all of the cache with inline destaging, half of it with
+   * background destaging) goes to the media as a FUA write would, dropping older cached versions of its
    * sectors, instead of pushing older writes out: it is durable at once, which the durability
    * contract allows (a power cut may keep any version later than the durable one), and its bytes
    * are copied once, not twice. So a long stream of large writes keeps its oldest unflushed data at
