@@ -525,6 +525,28 @@ class FileRun {
    * polling completes along with its own). Returns what settles it and puts it in the model, and
    * whether it holds `slot`'s inode lock.
    */
+  /**
+   * A direct call the rules refuse (alignment, checked before anything else, the inode lock
+   * included): through the synchronous call when given (counted, then the work left in flight
+   * settled), else through the promise call, it fails with `code`.
+   */
+  private async expectDirectError(op: "read" | "write", code: string, syncCall: (() => number) | undefined, call: () => Promise<number>,
+    flight: { settle: () => Promise<void> } | undefined): Promise<void> {
+    if (syncCall === undefined) {
+      await expectError(call, code, [], this.ctx);
+      return;
+    }
+    const tally = syncTally(this.config, op);
+    tally.calls++;
+    tally.errors++;
+    try {
+      await expectError(async () => syncCall(), code, [], this.ctx);
+    } finally {
+      await flight!.settle();
+    }
+    count(`file: synchronous direct ${op} failed with ${code} as the promise call`);
+  }
+
   private leaveInFlight(slot: FileSlot): { settle: () => Promise<void>; locksSlot: boolean } {
     const none = { settle: async () => undefined, locksSlot: false };
     if (!this.how.chance(IN_FLIGHT_SHARE)) return none;
@@ -608,19 +630,7 @@ class FileRun {
       const syncCall = (): number => (vectored ? slot.d.writevSync(buffers.bufs, at) : slot.d.writeSync(buffers.bufs[0], 0, data.length, at));
       const flight = sync ? this.leaveInFlight(slot) : undefined;
       if (err !== undefined) {
-        if (sync) {
-          // Alignment is checked before anything else, the inode lock included.
-          syncTally(this.config, "write").calls++;
-          syncTally(this.config, "write").errors++;
-          try {
-            await expectError(async () => syncCall(), err.code, [], this.ctx);
-          } finally {
-            await flight!.settle();
-          }
-          count(`file: synchronous direct write failed with ${err.code} as the promise call`);
-        } else {
-          await expectError(call, err.code, [], this.ctx);
-        }
+        await this.expectDirectError("write", err.code, sync ? syncCall : undefined, call, flight);
         return;
       }
       const size = slot.model.size;
@@ -670,18 +680,7 @@ class FileRun {
       const untouched = (what: string): void => assertBytes(concat(buffers.bufs), new Uint8Array(total).fill(SENTINEL), `${this.ctx}: ${what}: the read buffers must not change`);
       const flight = sync ? this.leaveInFlight(slot) : undefined;
       if (err !== undefined) {
-        if (sync) {
-          syncTally(this.config, "read").calls++;
-          syncTally(this.config, "read").errors++;
-          try {
-            await expectError(async () => syncCall(), err.code, [], this.ctx);
-          } finally {
-            await flight!.settle();
-          }
-          count(`file: synchronous direct read failed with ${err.code} as the promise call`);
-        } else {
-          await expectError(call, err.code, [], this.ctx);
-        }
+        await this.expectDirectError("read", err.code, sync ? syncCall : undefined, call, flight);
         untouched(err.code);
         return;
       }
